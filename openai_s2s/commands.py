@@ -1,0 +1,241 @@
+"""The command surface: ``uuid_openai_s2s <uuid> <command> [args]`` -> one reply line.
+
+Every entry point (the registered API, ``python openai_s2s ...``, the tests)
+calls :func:`execute`. It answers ``+OK ...``, ``-ERR <reason>`` or
+``-USAGE: <syntax>`` and never raises: a bug here must cost one command, not
+the switch.
+"""
+from __future__ import annotations
+
+import os
+import traceback
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+import orjson
+
+from . import config, registry
+from .connection import AUTH_TYPES, build_endpoint
+from .log import DEBUG, ERR, INFO, add_secret, log
+from .protocol import BETA, ClientEventError, generation_for_path
+from .session import Session
+
+API_NAME = "uuid_openai_s2s"
+SYNTAX = (f"{API_NAME} <uuid> session.create <host> <path> <bearer|query|api-key> [api-key] | "
+          f"{API_NAME} <uuid> client.event <json> | {API_NAME} <uuid> session.delete | "
+          f"{API_NAME} <uuid> status | {API_NAME} status | "
+          f"{API_NAME} <uuid> pause|resume | {API_NAME} <uuid> mute|unmute [user|model|all]")
+COMMANDS = ("session.create", "client.event", "session.delete", "status",
+            "pause", "resume", "mute", "unmute")
+MAX_INSTRUCTIONS_BYTES = 1 << 20
+
+
+class CommandError(Exception):
+    """Becomes ``-ERR <message>``."""
+
+
+def _usage(syntax: str) -> str:
+    return f"-USAGE: {API_NAME} {syntax}"
+
+
+def split_args(line: str) -> Tuple[List[str], Optional[str]]:
+    """Split on spaces, or on ``<c>`` after FreeSWITCH's ``^^<c>`` prefix.
+
+    Returns the words and the separator used (None for whitespace), so a
+    command can take "the rest of the line" exactly as it was sent.
+    """
+    if line.startswith("^^") and len(line) > 2:
+        sep = line[2]
+        return line[3:].split(sep), sep
+    return line.split(), None
+
+
+def _rest_after(line: str, words: List[str], sep: Optional[str], count: int) -> str:
+    """The text after the first ``count`` words, untouched (JSON keeps its spaces)."""
+    if sep is not None:
+        return sep.join(line[3:].split(sep)[count:])
+    rest = line.lstrip()
+    for _ in range(count):
+        rest = rest[len(rest.split(None, 1)[0]):].lstrip() if rest else rest
+    return rest.rstrip("\r\n")
+
+
+def execute(line: Union[str, bytes], switch: Any) -> str:
+    """Run one command line; always returns one reply line."""
+    try:
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return f"-ERR arguments are not valid UTF-8 (byte {exc.start})"
+        return _execute(line.strip(), switch)
+    except CommandError as exc:
+        return f"-ERR {exc}"
+    except Exception as exc:
+        log(ERR, f"{API_NAME} failed: {exc!r}\n{traceback.format_exc()}")
+        return "-ERR internal error (details in the switch log)"
+
+
+def _execute(line: str, switch: Any) -> str:
+    words, sep = split_args(line)
+    if not words or words == [""]:
+        return f"-USAGE: {SYNTAX}"
+    if words[0] == "status" and len(words) == 1:
+        return "+OK " + orjson.dumps([s.status() for s in registry.all_sessions()]).decode()
+    if len(words) < 2:
+        if words[0] in COMMANDS:
+            return _usage(f"<uuid> {words[0]} ...")
+        return f"-USAGE: {SYNTAX}"
+    uuid, command = words[0], words[1]
+    handler = _HANDLERS.get(command)
+    if handler is None:
+        raise CommandError(f"unknown command {command!r} (one of: {', '.join(COMMANDS)})")
+    return handler(switch, uuid, words[2:], lambda: _rest_after(line, words, sep, 2))
+
+
+def _session_for(uuid: str) -> Session:
+    session = registry.get(uuid)
+    if session is None:
+        raise CommandError(f"no openai_s2s session on {uuid}")
+    return session
+
+
+# -- session.create ---------------------------------------------------------------
+def _create(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) -> str:
+    if len(args) not in (3, 4):
+        return _usage("<uuid> session.create <host> <path> <bearer|query|api-key> [api-key]")
+    host, path, auth_type = args[0], args[1], args[2].lower()
+    if auth_type not in AUTH_TYPES:
+        raise CommandError(f"unknown auth-type {args[2]!r} (one of: {', '.join(AUTH_TYPES)})")
+    if registry.get(uuid) is not None:
+        raise CommandError(f"a session already exists on {uuid}; session.delete it first")
+    call = switch.find_call(uuid)
+    if call is None:
+        raise CommandError(f"no such channel {uuid}")
+    settings = config.Settings.from_xml(switch.config_xml())
+    for warning in settings.warnings:
+        log(INFO, f"openai_s2s.conf: {warning}")
+    try:
+        options = settings.for_call(call.variable)
+    except config.ConfigError as exc:
+        raise CommandError(str(exc)) from None
+    api_key = args[3] if len(args) == 4 else (
+        call.variable(config.VAR_PREFIX + "api_key") or options["api_key"]
+        or config.key_from_environment())
+    if not api_key:
+        raise CommandError("no api-key: give one, or set openai_s2s_api_key, the config file's "
+                           "api-key, or OPENAI_API_KEY in the switch's environment")
+    add_secret(api_key)
+    generation = generation_for_path(path, options["protocol"])
+    try:
+        endpoint = build_endpoint(host, path, auth_type, api_key, beta=generation == BETA,
+                                  extra_headers=options["headers"])
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    session = Session(switch, call, endpoint, options, generation)
+    if not registry.add(uuid, session):
+        raise CommandError(f"a session already exists on {uuid}; session.delete it first")
+    try:
+        session.start()
+    except Exception as exc:
+        registry.remove(uuid, session)
+        raise CommandError(f"cannot attach to the call's media: {exc}") from None
+    log(INFO, f"[{uuid}] session.create {endpoint.display_url} ({generation}, {auth_type})")
+    return f"+OK connecting to {endpoint.display_url} ({generation})"
+
+
+# -- client.event -------------------------------------------------------------------
+def _client_event(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) -> str:
+    text = rest()
+    if not text:
+        return _usage("<uuid> client.event <json>")
+    session = _session_for(uuid)
+    limit = session.options["max_event_bytes"]
+    if len(text.encode("utf-8", "surrogatepass")) > limit:
+        raise CommandError(f"client.event larger than {limit} bytes")
+    try:
+        event = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise CommandError(f"client.event is not valid JSON: {exc}") from None
+    if not isinstance(event, dict):
+        raise CommandError("client.event must be a JSON object")
+    if not isinstance(event.get("type"), str) or not event["type"]:
+        raise CommandError('client.event needs a string "type"')
+    _resolve_instructions(event, session.options.get("instructions_dir"))
+    try:
+        session.client_event(event)
+    except ClientEventError as exc:
+        raise CommandError(str(exc)) from None
+    except RuntimeError as exc:
+        raise CommandError(str(exc)) from None
+    log(DEBUG, f"[{uuid}] client.event {event['type']} queued")
+    return f"+OK {event['type']} queued"
+
+
+def _resolve_instructions(event: Dict[str, Any], directory: Optional[str]) -> None:
+    """``instructions: "file://NAME"`` -> the file's text, from the configured directory only."""
+    for key in ("session", "response"):
+        holder = event.get(key)
+        if not isinstance(holder, dict):
+            continue
+        value = holder.get("instructions")
+        if isinstance(value, str) and value.startswith("file://"):
+            holder["instructions"] = read_instructions(value[len("file://"):], directory)
+
+
+def read_instructions(name: str, directory: Optional[str]) -> str:
+    if not directory:
+        raise CommandError("file:// instructions need instructions-dir in openai_s2s.conf.xml")
+    base = os.path.realpath(directory)
+    path = os.path.realpath(os.path.join(base, name))
+    if not name or os.path.isabs(name) or not path.startswith(base + os.sep):
+        raise CommandError(f"instructions file {name!r} is outside the instructions directory")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_INSTRUCTIONS_BYTES + 1)
+    except OSError as exc:
+        raise CommandError(f"instructions file {name!r}: {exc.strerror}") from None
+    if len(data) > MAX_INSTRUCTIONS_BYTES:
+        raise CommandError(f"instructions file {name!r} is larger than {MAX_INSTRUCTIONS_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CommandError(f"instructions file {name!r} is not UTF-8") from None
+
+
+# -- the rest ---------------------------------------------------------------------------
+def _delete(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) -> str:
+    _session_for(uuid).close("session.delete")
+    return "+OK session deleted"
+
+
+def _status(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) -> str:
+    return "+OK " + orjson.dumps(_session_for(uuid).status()).decode()
+
+
+def _pause(paused: bool) -> Callable[..., str]:
+    def run(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) -> str:
+        _session_for(uuid).set_paused(paused)
+        return "+OK paused" if paused else "+OK resumed"
+    return run
+
+
+def _mute(muted: bool) -> Callable[..., str]:
+    def run(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) -> str:
+        who = args[0].lower() if args else "all"
+        if who not in ("user", "model", "all") or len(args) > 1:
+            return _usage(f"<uuid> {'mute' if muted else 'unmute'} [user|model|all]")
+        _session_for(uuid).set_muted(who, muted)
+        return f"+OK {'muted' if muted else 'unmuted'} {who}"
+    return run
+
+
+_HANDLERS: Dict[str, Callable[..., str]] = {
+    "session.create": _create,
+    "client.event": _client_event,
+    "session.delete": _delete,
+    "status": _status,
+    "pause": _pause(True),
+    "resume": _pause(False),
+    "mute": _mute(True),
+    "unmute": _mute(False),
+}

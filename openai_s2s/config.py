@@ -1,0 +1,177 @@
+"""Connection and session options: built-in defaults, the config file, channel variables.
+
+Precedence, lowest first: defaults, ``openai_s2s.conf.xml`` ``<settings>``, then
+per-call channel variables named ``openai_s2s_<option>``. Options marked
+``file_only`` can be set only by the operator's config file, never by a channel
+variable, because a dialplan or ESL client must not widen what the module reads.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import xml.etree.ElementTree as ET
+from typing import Any, Callable, Dict, Mapping, Optional
+
+VAR_PREFIX = "openai_s2s_"
+KEY_ENV_VARS = ("OPENAI_S2S_API_KEY", "OPENAI_API_KEY")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        low = text.strip().lower()
+        if low not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {text!r}")
+        return low
+    return parse
+
+
+def _bounded(kind: Callable[[str], Any], low: float, high: float) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text.strip())
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+    return parse
+
+
+def _headers(text: str) -> Dict[str, str]:
+    import orjson
+    try:
+        value = orjson.loads(text) if text.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"expected a JSON object of header names to values: {exc}") from None
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError("expected a JSON object of header names to string values")
+    for name, val in value.items():
+        if not name or any(c in name + val for c in "\r\n") or ":" in name:
+            raise ValueError(f"bad header {name!r}")
+    return value
+
+
+def _text(text: str) -> Optional[str]:
+    return text.strip() or None
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    name: str
+    default: Any
+    parse: Callable[[str], Any]
+    doc: str
+    file_only: bool = False
+
+
+OPTIONS = (
+    Option("api_key", None, _text, "API key used when session.create names none "
+           "(else OPENAI_S2S_API_KEY or OPENAI_API_KEY from the switch's environment)"),
+    Option("protocol", "auto", _choice("auto", "ga", "beta"),
+           "Realtime generation: auto (from the path, confirmed by session.created), ga or beta"),
+    Option("connect_timeout", 10.0, _bounded(float, 0.5, 120), "seconds to open the websocket"),
+    Option("ping_interval", 15.0, _bounded(float, 0, 3600),
+           "seconds between websocket pings; the session ends after two unanswered (0 = off)"),
+    Option("send_timeout", 5.0, _bounded(float, 0.5, 120),
+           "seconds a blocked socket send may take before the session ends"),
+    Option("headers", {}, _headers, "extra HTTP headers for the upgrade, as a JSON object"),
+    Option("tls_verify", True, _bool, "verify the server's certificate"),
+    Option("tls_verify_hostname", True, _bool, "check the certificate names the host"),
+    Option("tls_ca_file", None, _text, "CA bundle (PEM) for a private CA"),
+    Option("tls_cert_file", None, _text, "client certificate (PEM) for mutual TLS"),
+    Option("tls_key_file", None, _text, "client private key (PEM) for mutual TLS"),
+    Option("chunk_ms", 20, _bounded(int, 10, 500), "ms of caller audio per input_audio_buffer.append"),
+    Option("hold_response_create", True, _bool,
+           "hold a response.create sent before the first session.updated until it arrives"),
+    Option("playout_max_ms", 120000, _bounded(int, 1000, 600000),
+           "most model audio queued for the caller; more fires buffer_overrun"),
+    Option("uplink_max_ms", 5000, _bounded(int, 100, 60000),
+           "most caller audio waiting for the websocket; more fires buffer_overrun"),
+    Option("resampler", "sinc_fastest", _choice("sinc_best", "sinc_medium", "sinc_fastest", "linear"),
+           "libsamplerate converter for 24 kHz pcm"),
+    Option("idle_timeout_action", "forward", _choice("forward", "end"),
+           "on input_audio_buffer.timeout_triggered: forward it, or end the session"),
+    Option("instructions_dir", None, _text,
+           "directory that file://NAME instructions are read from", file_only=True),
+    Option("max_event_bytes", 1 << 20, _bounded(int, 1024, 16 << 20),
+           "largest client.event accepted", file_only=True),
+)
+_BY_NAME = {opt.name: opt for opt in OPTIONS}
+
+
+class ConfigError(ValueError):
+    """An option value that cannot be used; the message names the option."""
+
+
+def parse_settings_xml(text: str) -> Dict[str, str]:
+    """``<configuration><settings><param name= value=/>`` -> raw strings, names normalised."""
+    root = ET.fromstring(text)
+    settings = root if root.tag == "settings" else root.find(".//settings")
+    raw: Dict[str, str] = {}
+    if settings is None:
+        return raw
+    for param in settings.findall("param"):
+        name = (param.get("name") or "").strip().replace("-", "_")
+        if name:
+            raw[name] = param.get("value", "")
+    return raw
+
+
+class Settings:
+    """Module-wide defaults: built-ins overridden by the config file."""
+
+    def __init__(self, raw: Optional[Mapping[str, str]] = None):
+        self.values: Dict[str, Any] = {opt.name: opt.default for opt in OPTIONS}
+        self.warnings = []
+        for name, text in (raw or {}).items():
+            opt = _BY_NAME.get(name)
+            if opt is None:
+                self.warnings.append(f"unknown setting {name!r} ignored")
+                continue
+            try:
+                self.values[name] = opt.parse(text)
+            except ValueError as exc:
+                self.warnings.append(f"setting {name}: {exc}; default kept")
+
+    @classmethod
+    def from_xml(cls, text: Optional[str]) -> "Settings":
+        if not text:
+            return cls()
+        try:
+            return cls(parse_settings_xml(text))
+        except ET.ParseError as exc:
+            settings = cls()
+            settings.warnings.append(f"config file unreadable ({exc}); defaults used")
+            return settings
+
+    def for_call(self, get_var: Callable[[str], Optional[str]]) -> Dict[str, Any]:
+        """Options for one call: these settings overridden by the channel's variables."""
+        values = dict(self.values)
+        for opt in OPTIONS:
+            if opt.file_only:
+                continue
+            text = get_var(VAR_PREFIX + opt.name)
+            if text is None or text == "":
+                continue
+            try:
+                values[opt.name] = opt.parse(text)
+            except ValueError as exc:
+                raise ConfigError(f"{VAR_PREFIX}{opt.name}: {exc}") from None
+        return values
+
+
+def key_from_environment(environ: Mapping[str, str] = os.environ) -> Optional[str]:
+    for name in KEY_ENV_VARS:
+        if environ.get(name):
+            return environ[name]
+    return None

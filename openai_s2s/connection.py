@@ -1,0 +1,116 @@
+"""The websocket to the Realtime API: where it points, how it authenticates, TLS, and why it failed.
+
+websocket-client does the framing. Its ``send`` takes an internal lock
+(``enable_multithread``), so the sender thread and the receiver thread can
+share one socket; the receiver alone reads.
+"""
+from __future__ import annotations
+
+import dataclasses
+import socket
+import ssl
+from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import quote, urlsplit
+
+import websocket
+
+AUTH_TYPES = ("bearer", "query", "api-key")
+
+
+class ConnectError(Exception):
+    """The connection could not be made; ``str()`` is the reason for connect_failed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    url: str
+    headers: Tuple[str, ...]
+    display_url: str     # safe to log: the key is never in it
+
+    def __repr__(self) -> str:  # keep the key out of any accidental repr()
+        return f"Endpoint({self.display_url})"
+
+
+def build_endpoint(host: str, path: str, auth_type: str, api_key: Optional[str],
+                   beta: bool = False, extra_headers: Optional[Dict[str, str]] = None) -> Endpoint:
+    """``host`` is a name, ``name:port`` or a ws:// / wss:// URL; ``path`` keeps its query."""
+    if auth_type not in AUTH_TYPES:
+        raise ValueError(f"auth-type must be one of {', '.join(AUTH_TYPES)}, not {auth_type!r}")
+    if "://" in host:
+        parts = urlsplit(host)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise ValueError(f"host URL must be ws:// or wss://, not {host!r}")
+        base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+    else:
+        if not host or any(c in host for c in "/?#@ "):
+            raise ValueError(f"bad host {host!r}")
+        base = f"wss://{host}"
+    path = "/" + path.lstrip("/")
+    url = display = base + path
+    headers: List[str] = []
+    if api_key:
+        if auth_type == "query":
+            sep = "&" if "?" in path else "?"
+            url = f"{url}{sep}api-key={quote(api_key, safe='')}"
+            display = f"{display}{sep}api-key=***"
+        elif auth_type == "bearer":
+            headers.append(f"Authorization: Bearer {api_key}")
+        else:
+            headers.append(f"api-key: {api_key}")
+    if beta:
+        headers.append("OpenAI-Beta: realtime=v1")
+    for name, value in (extra_headers or {}).items():
+        headers.append(f"{name}: {value}")
+    return Endpoint(url, tuple(headers), display)
+
+
+def tls_context(options: Dict[str, Any]) -> ssl.SSLContext:
+    """Verification on unless the operator turns it off; a private CA and client cert if given."""
+    ctx = ssl.create_default_context(cafile=options.get("tls_ca_file"))
+    if not options.get("tls_verify", True):
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    elif not options.get("tls_verify_hostname", True):
+        ctx.check_hostname = False
+    if options.get("tls_cert_file"):
+        ctx.load_cert_chain(options["tls_cert_file"], options.get("tls_key_file"))
+    return ctx
+
+
+def open_websocket(endpoint: Endpoint, options: Dict[str, Any]) -> websocket.WebSocket:
+    """Connect or raise :class:`ConnectError` with a reason an operator can act on."""
+    sslopt: Dict[str, Any] = {}
+    if endpoint.url.startswith("wss://"):
+        try:
+            ctx = tls_context(options)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise ConnectError(f"tls setup: {exc}") from None
+        sslopt = {"context": ctx, "check_hostname": ctx.check_hostname,
+                  "cert_reqs": ctx.verify_mode}
+    ws = websocket.WebSocket(sslopt=sslopt, enable_multithread=True, skip_utf8_validation=True)
+    try:
+        ws.connect(endpoint.url, header=list(endpoint.headers),
+                   timeout=float(options.get("connect_timeout", 10.0)),
+                   suppress_origin=True, http_no_proxy=["*"])
+    except websocket.WebSocketBadStatusException as exc:
+        raise ConnectError(f"http {exc.status_code}") from None
+    except socket.gaierror as exc:
+        raise ConnectError(f"dns: {exc.strerror or exc}") from None
+    except ssl.SSLCertVerificationError as exc:
+        raise ConnectError(f"tls: {exc.verify_message or exc.reason}") from None
+    except ssl.SSLError as exc:
+        raise ConnectError(f"tls: {exc.reason or exc}") from None
+    except (socket.timeout, websocket.WebSocketTimeoutException):
+        raise ConnectError("timeout") from None
+    except ConnectionRefusedError:
+        raise ConnectError("refused") from None
+    except OSError as exc:
+        raise ConnectError(f"network: {exc.strerror or exc}") from None
+    except websocket.WebSocketException as exc:
+        raise ConnectError(f"websocket: {exc}") from None
+    ws.settimeout(float(options.get("send_timeout", 5.0)))
+    return ws
+
+
+def close_code(frame_data: bytes) -> Optional[int]:
+    return int.from_bytes(frame_data[:2], "big") if len(frame_data) >= 2 else None

@@ -1,0 +1,44 @@
+"""What the session engine needs from the switch, and nothing more.
+
+The native FreeSWITCH layer implements these two protocols with a media bug and
+the event API; the tests implement them with an honest double. Keeping the
+surface this small is what lets the engine be tested without a switch.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional
+
+try:
+    from typing import Protocol
+except ImportError:  # Python < 3.8 is not supported, but keep the import harmless
+    Protocol = object  # type: ignore[assignment,misc]
+
+CaptureFn = Callable[[bytes], None]           # media thread -> engine: one frame of caller audio
+PlayoutFn = Callable[[], Optional[bytes]]     # media thread <- engine: one frame for the caller, or None
+ClosedFn = Callable[[], None]                 # the channel's media is gone (hangup)
+
+
+class CallMedia(Protocol):
+    """One live channel."""
+    uuid: str
+    rate: int            # samples per second of the frames below
+    frame_samples: int   # samples per frame (rate * ptime)
+
+    def variable(self, name: str) -> Optional[str]: ...
+
+    def attach(self, capture: CaptureFn, playout: PlayoutFn, closed: ClosedFn) -> None:
+        """Start calling ``capture`` with each caller frame and ``playout`` for each frame
+        written to the caller. Raises RuntimeError if the media cannot be reached."""
+
+    def detach(self) -> None:
+        """Stop the callbacks; when this returns none is running or will run."""
+
+
+class Switch(Protocol):
+    def find_call(self, uuid: str) -> Optional[CallMedia]: ...
+
+    def fire(self, subclass: str, uuid: Optional[str], body: bytes, headers: Dict[str, str]) -> None:
+        """Fire a CUSTOM event with the channel's headers (when ``uuid`` is a live channel)."""
+
+    def config_xml(self) -> Optional[str]:
+        """The module's configuration document, or None."""

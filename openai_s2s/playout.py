@@ -1,0 +1,123 @@
+"""The playout buffer: model audio at the channel's rate, handed to the media thread a frame at a time.
+
+One producer (the websocket thread) and one consumer (the media thread). They
+meet in a ``collections.deque`` whose ``append`` and ``popleft`` are atomic
+under the GIL, so the media thread never waits on a lock: a frame out is one
+``popleft`` and a few attribute stores. Everything the consumer records is a
+plain attribute the other threads only read.
+"""
+from __future__ import annotations
+
+import collections
+import time
+from typing import Deque, NamedTuple, Optional, Tuple
+
+
+class Frame(NamedTuple):
+    pcm: bytes
+    item: Tuple[str, int]   # (item_id, content_index) the audio belongs to
+    end_sample: int         # samples of that item played once this frame is out
+    received: float         # monotonic time its delta arrived, 0.0 if not the first frame of a delta
+
+
+class Flushed(NamedTuple):
+    had_audio: bool                    # something was playing or queued
+    item: Optional[Tuple[str, int]]    # the item being heard when the flush came
+    heard_ms: int                      # how much of that item the caller heard
+    dropped_frames: int
+
+
+class PlayoutBuffer:
+    def __init__(self, rate: int, frame_samples: int, max_ms: int):
+        self.rate = rate
+        self.frame_samples = frame_samples
+        self.frame_bytes = frame_samples * 2
+        self.max_frames = max(1, max_ms * rate // (1000 * frame_samples))
+        self._frames: Deque[Frame] = collections.deque()
+        # producer-owned
+        self._partial = bytearray()
+        self._partial_item: Optional[Tuple[str, int]] = None
+        self._partial_received = 0.0
+        self._item_samples = 0
+        self.streaming = False       # an item's audio is still arriving
+        self.overruns = 0
+        # consumer-owned (media thread)
+        self.last: Optional[Frame] = None
+        self.frames_out = 0
+        self.underruns = 0
+        self.paused = False
+        self.muted = False
+        self.latencies: Deque[float] = collections.deque(maxlen=512)
+
+    # -- producer side ------------------------------------------------------
+    def push(self, item: Tuple[str, int], pcm: bytes, received: float) -> bool:
+        """Queue channel-rate PCM of ``item``; False if the buffer is full and it was dropped."""
+        if item != self._partial_item:
+            self.end_item()
+            self._partial_item, self._item_samples = item, 0
+        if len(self._frames) >= self.max_frames:
+            self.overruns += 1
+            return False
+        self.streaming = True
+        if not self._partial:
+            self._partial_received = received
+        self._partial += pcm
+        while len(self._partial) >= self.frame_bytes:
+            self._emit(bytes(self._partial[:self.frame_bytes]))
+            del self._partial[:self.frame_bytes]
+        return True
+
+    def end_item(self) -> None:
+        """The item's audio is complete: pad out its last partial frame."""
+        if self._partial and self._partial_item is not None:
+            self._emit(bytes(self._partial) + bytes(self.frame_bytes - len(self._partial)))
+            self._partial.clear()
+        self.streaming = False
+
+    def _emit(self, pcm: bytes) -> None:
+        self._item_samples += self.frame_samples
+        self._frames.append(Frame(pcm, self._partial_item, self._item_samples, self._partial_received))
+        self._partial_received = 0.0
+
+    def flush(self) -> Flushed:
+        """Drop everything queued; say which item the caller was hearing and how much of it."""
+        try:
+            current = self._frames[0].item
+        except IndexError:
+            current = self._partial_item
+        dropped = len(self._frames)
+        self._frames.clear()
+        had_audio = dropped > 0 or bool(self._partial) or self.streaming
+        self._partial.clear()
+        self._partial_item = None
+        self.streaming = False
+        if not had_audio or current is None:
+            return Flushed(had_audio, None, 0, dropped)
+        last = self.last
+        heard = last.end_sample if last is not None and last.item == current else 0
+        return Flushed(True, current, heard * 1000 // self.rate, dropped)
+
+    @property
+    def queued_frames(self) -> int:
+        return len(self._frames)
+
+    @property
+    def active(self) -> bool:
+        return bool(self._frames) or self.streaming
+
+    # -- consumer side (media thread: no locks, no allocation beyond the pop) --
+    def next_frame(self) -> Optional[bytes]:
+        """The next frame for the caller, or None to leave the channel's audio alone."""
+        if self.paused:
+            return None
+        try:
+            frame = self._frames.popleft()
+        except IndexError:
+            if self.streaming:
+                self.underruns += 1
+            return None
+        self.last = frame
+        self.frames_out += 1
+        if frame.received:
+            self.latencies.append(time.monotonic() - frame.received)
+        return None if self.muted else frame.pcm

@@ -1,0 +1,313 @@
+"""The Realtime session as a pure state machine (no sockets, no threads, no clocks).
+
+Feed it what the caller sends (:meth:`RealtimeProtocol.client_event`), what the
+server sends (:meth:`server_event`) and what the playout buffer reports after a
+flush (:meth:`barge_in`); it returns a list of actions for the I/O layer to
+carry out, in order. Both protocol generations live here: ``ga`` (the default,
+``/v1/realtime``) and ``beta`` (``OpenAI-Beta: realtime=v1``, Azure's preview).
+"""
+from __future__ import annotations
+
+import binascii
+import dataclasses
+from typing import Any, Dict, List, Optional, Tuple, Union
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+
+from . import translate
+from .audio import PCM24, AudioFormat, format_from_wire
+from .log import DEBUG, INFO, NOTICE, WARNING
+
+GA, BETA = "ga", "beta"
+
+AUDIO_DELTA = {"response.output_audio.delta", "response.audio.delta"}
+AUDIO_DONE = {"response.output_audio.done", "response.audio.done"}
+_BETA_SESSION_KEYS = {"modalities", "input_audio_format", "output_audio_format", "voice",
+                      "turn_detection", "input_audio_transcription"}
+
+
+# -- actions ---------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Send:
+    """Send this client event to the server."""
+    event: Dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Forward:
+    """Fire ``openai_s2s::server_event`` with this body (the server's bytes, untouched)."""
+    body: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class Play:
+    """Decode and queue this model audio for the caller."""
+    item: Tuple[str, int]
+    payload: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class EndAudio:
+    """The item's audio is complete."""
+    item: Tuple[str, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class Flush:
+    """Empty the playout buffer now, then report to :meth:`RealtimeProtocol.barge_in`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenUplink:
+    """Start streaming caller audio in this format (also sent when the format changes)."""
+    format: AudioFormat
+
+
+@dataclasses.dataclass(frozen=True)
+class SetOutput:
+    """Model audio now arrives in this format."""
+    format: AudioFormat
+
+
+@dataclasses.dataclass(frozen=True)
+class Log:
+    level: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class End:
+    """End the session; ``reason`` goes into the disconnect event."""
+    reason: str
+
+
+Action = Union[Send, Forward, Play, EndAudio, Flush, OpenUplink, SetOutput, Log, End]
+
+
+class ClientEventError(ValueError):
+    """A client event that must not be sent; the message is for the -ERR line."""
+
+
+def generation_for_path(path: str, override: str = "auto") -> str:
+    """GA unless told otherwise or the path is Azure's preview (``?api-version=`` without /v1/)."""
+    if override in (GA, BETA):
+        return override
+    parts = urlsplit("/" + path.lstrip("/"))
+    if "api-version" in parse_qs(parts.query) and "/v1/" not in parts.path + "/":
+        return BETA
+    return GA
+
+
+def _session_generation(session: Any) -> Optional[str]:
+    if not isinstance(session, dict):
+        return None
+    if session.get("type") in ("realtime", "transcription") or "audio" in session:
+        return GA
+    if _BETA_SESSION_KEYS & session.keys():
+        return BETA
+    return None
+
+
+def _session_formats(session: Dict[str, Any], generation: str
+                     ) -> Tuple[Optional[AudioFormat], Optional[AudioFormat]]:
+    if generation == GA:
+        audio = session.get("audio") if isinstance(session.get("audio"), dict) else {}
+        sides = [audio.get(side) if isinstance(audio.get(side), dict) else {}
+                 for side in ("input", "output")]
+        return tuple(format_from_wire(s["format"]) if "format" in s else None
+                     for s in sides)  # type: ignore[return-value]
+    return tuple(format_from_wire(session[k]) if k in session else None
+                 for k in ("input_audio_format", "output_audio_format"))  # type: ignore[return-value]
+
+
+class RealtimeProtocol:
+    def __init__(self, generation: str = GA, hold_response_create: bool = True,
+                 idle_timeout_action: str = "forward"):
+        self.generation = generation
+        self.hold_response_create = hold_response_create
+        self.idle_timeout_action = idle_timeout_action
+        self.input_format: AudioFormat = PCM24
+        self.output_format: AudioFormat = PCM24
+        self.uplink_open = False
+        self.session_updated = False
+        self.response_id: Optional[str] = None      # set while a response is in progress
+        self.discarded_responses: "set[str]" = set()  # cut off by barge-in: drop their audio
+        self.held: List[Dict[str, Any]] = []
+        self.end_reason: Optional[str] = None        # why the server is about to close
+        self.barge_ins = 0
+        self.translations = 0
+
+    # -- from the caller -----------------------------------------------------
+    def client_event(self, event: Dict[str, Any]) -> List[Action]:
+        actions: List[Action] = []
+        kind = event["type"]
+        if self.generation == GA:
+            event, notes = translate.event_to_ga(event)
+            if notes:
+                self.translations += 1
+                actions.append(Log(INFO, f"{kind}: beta shape translated to GA: {'; '.join(notes)}"))
+        event = self._function_output_as_string(event)
+        if kind == "session.update":
+            session = event.get("session")
+            if not isinstance(session, dict):
+                raise ClientEventError("session.update: 'session' must be an object")
+            actions.append(Send(event))
+            actions.extend(self._adopt_formats(session))
+            if not self.uplink_open:
+                self.uplink_open = True
+                actions.append(OpenUplink(self.input_format))
+            return actions
+        if kind == "response.create" and self.hold_response_create and not self.session_updated:
+            self.held.append(event)
+            actions.append(Log(INFO, "response.create held until the session.updated arrives"))
+            return actions
+        actions.append(Send(event))
+        return actions
+
+    @staticmethod
+    def _function_output_as_string(event: Dict[str, Any]) -> Dict[str, Any]:
+        item = event.get("item")
+        if (event["type"] == "conversation.item.create" and isinstance(item, dict)
+                and item.get("type") == "function_call_output"
+                and isinstance(item.get("output"), (dict, list))):
+            item = dict(item, output=orjson.dumps(item["output"]).decode())
+            return dict(event, item=item)
+        return event
+
+    def _adopt_formats(self, session: Dict[str, Any]) -> List[Action]:
+        actions: List[Action] = []
+        fmt_in, fmt_out = _session_formats(session, self.generation)
+        if fmt_in is not None and fmt_in != self.input_format:
+            self.input_format = fmt_in
+            if self.uplink_open:
+                actions.append(OpenUplink(fmt_in))
+        if fmt_out is not None and fmt_out != self.output_format:
+            self.output_format = fmt_out
+            actions.append(SetOutput(fmt_out))
+        return actions
+
+    # -- from the server -----------------------------------------------------
+    def server_event(self, raw: bytes) -> List[Action]:
+        try:
+            event = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return [Log(WARNING, f"server sent a frame that is not JSON ({len(raw)} bytes); ignored")]
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            return [Log(WARNING, "server sent JSON without a type; ignored")]
+        kind = event["type"]
+        if kind in AUDIO_DELTA:
+            return self._audio_delta(event)
+        actions: List[Action] = [Forward(raw)]
+        handler = _SERVER_HANDLERS.get(kind)
+        if handler is not None:
+            actions.extend(handler(self, event))
+        return actions
+
+    def _audio_delta(self, event: Dict[str, Any]) -> List[Action]:
+        if event.get("response_id") in self.discarded_responses:
+            return []
+        delta = event.get("delta")
+        if not isinstance(delta, str):
+            return [Log(WARNING, "audio delta without base64 'delta'; ignored")]
+        try:
+            payload = binascii.a2b_base64(delta)
+        except binascii.Error:
+            return [Log(WARNING, "audio delta with bad base64; ignored")]
+        return [Play((str(event.get("item_id")), int(event.get("content_index") or 0)), payload)]
+
+    def _on_session_created(self, event: Dict[str, Any]) -> List[Action]:
+        seen = _session_generation(event.get("session"))
+        actions: List[Action] = []
+        if seen is not None and seen != self.generation:
+            actions.append(Log(NOTICE, f"server speaks the {seen} Realtime protocol, not "
+                                       f"{self.generation} as the path suggested; following the server"))
+            self.generation = seen
+        return actions
+
+    def _on_session_updated(self, event: Dict[str, Any]) -> List[Action]:
+        actions: List[Action] = []
+        session = event.get("session")
+        if isinstance(session, dict):
+            actions.extend(self._adopt_formats(session))
+        if not self.session_updated:
+            self.session_updated = True
+            if self.held:
+                actions.append(Log(DEBUG, f"releasing {len(self.held)} held response.create"))
+                actions.extend(Send(e) for e in self.held)
+                self.held = []
+        return actions
+
+    def _on_response_created(self, event: Dict[str, Any]) -> List[Action]:
+        response = event.get("response")
+        if isinstance(response, dict):
+            self.response_id = response.get("id") or "unknown"
+        return []
+
+    def _on_response_done(self, event: Dict[str, Any]) -> List[Action]:
+        response = event.get("response")
+        if isinstance(response, dict) and response.get("id") in (self.response_id, None):
+            self.response_id = None
+        elif not isinstance(response, dict):
+            self.response_id = None
+        return []
+
+    def _on_audio_done(self, event: Dict[str, Any]) -> List[Action]:
+        return [EndAudio((str(event.get("item_id")), int(event.get("content_index") or 0)))]
+
+    def _on_speech_started(self, event: Dict[str, Any]) -> List[Action]:
+        return [Flush()]
+
+    def _on_error(self, event: Dict[str, Any]) -> List[Action]:
+        error = event.get("error") if isinstance(event.get("error"), dict) else {}
+        code, message = error.get("code"), error.get("message", "")
+        actions: List[Action] = [Log(WARNING, f"server error {code}: {message}")]
+        if code == "session_expired":
+            self.end_reason = "session_expired"
+        elif code == "beta_api_shape_disabled":
+            actions.append(Log(WARNING, "the server refuses the beta shape: use a GA path "
+                                        "(/v1/realtime?model=...) or set openai_s2s_protocol=ga"))
+        if self.held and not self.session_updated:
+            # A refused session.update never brings session.updated: do not hold forever.
+            actions.append(Log(NOTICE, f"releasing {len(self.held)} held response.create after an error"))
+            actions.extend(Send(e) for e in self.held)
+            self.held = []
+        return actions
+
+    def _on_idle_timeout(self, event: Dict[str, Any]) -> List[Action]:
+        if self.idle_timeout_action == "end":
+            self.end_reason = "idle_timeout"
+            return [End("idle_timeout")]
+        return []
+
+    # -- from the playout buffer ---------------------------------------------
+    def barge_in(self, had_audio: bool, item: Optional[Tuple[str, int]], heard_ms: int) -> List[Action]:
+        """After a Flush: cancel, truncate and announce what was cut off."""
+        if not had_audio:
+            return []
+        self.barge_ins += 1
+        actions: List[Action] = []
+        if self.response_id is not None:
+            cancel: Dict[str, Any] = {"type": "response.cancel"}
+            if self.response_id != "unknown":
+                cancel["response_id"] = self.response_id
+            actions.append(Send(cancel))
+            self.discarded_responses.add(self.response_id)
+        if item is not None and item[0] != "None":
+            actions.append(Send({"type": "conversation.item.truncate", "item_id": item[0],
+                                 "content_index": item[1], "audio_end_ms": heard_ms}))
+        actions.append(Log(DEBUG, f"barge-in: playout flushed after {heard_ms} ms of {item}"))
+        return actions
+
+
+_SERVER_HANDLERS = {
+    "session.created": RealtimeProtocol._on_session_created,
+    "session.updated": RealtimeProtocol._on_session_updated,
+    "response.created": RealtimeProtocol._on_response_created,
+    "response.done": RealtimeProtocol._on_response_done,
+    "response.output_audio.done": RealtimeProtocol._on_audio_done,
+    "response.audio.done": RealtimeProtocol._on_audio_done,
+    "input_audio_buffer.speech_started": RealtimeProtocol._on_speech_started,
+    "input_audio_buffer.timeout_triggered": RealtimeProtocol._on_idle_timeout,
+    "error": RealtimeProtocol._on_error,
+}

@@ -1,0 +1,379 @@
+"""One call's Realtime session: the protocol state machine wired to a websocket and the call's media.
+
+Threads and hand-offs, one way per direction:
+
+    media thread --capture()--> SimpleQueue --sender thread--> websocket
+    websocket --receiver thread--> protocol --> PlayoutBuffer --next_frame()--> media thread
+                                            \\-> FreeSWITCH events
+
+The media thread only appends to a queue and pops from a deque. The protocol
+lock guards state transitions only: it is never held across a socket call, a
+switch call or a join.
+"""
+from __future__ import annotations
+
+import base64
+import collections
+import queue
+import threading
+import time
+from typing import Any, Deque, Dict, List, Optional
+
+import orjson
+import websocket
+
+from . import events, registry
+from .audio import PCM24, AudioFormat, DownlinkDecoder, UplinkEncoder
+from .connection import ConnectError, Endpoint, close_code, open_websocket
+from .host import CallMedia
+from .log import ERR, INFO, WARNING, log
+from .playout import PlayoutBuffer
+from .protocol import (Action, End, EndAudio, Flush, Forward, Log, OpenUplink, Play,
+                       RealtimeProtocol, Send, SetOutput)
+
+TICK = 0.02          # sender housekeeping period: playback events, pings
+JOIN_TIMEOUT = 3.0
+_APPEND_HEAD = b'{"type":"input_audio_buffer.append","audio":"'
+
+
+def _percentiles(samples: "Deque[float]") -> Dict[str, Optional[float]]:
+    values = sorted(samples)
+    if not values:
+        return {"p50": None, "p99": None, "n": 0}
+    pick = lambda q: round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 2)  # noqa: E731
+    return {"p50": pick(0.5), "p99": pick(0.99), "n": len(values)}
+
+
+class Session:
+    def __init__(self, switch: Any, call: CallMedia, endpoint: Endpoint,
+                 options: Dict[str, Any], generation: str):
+        self.switch = switch
+        self.call = call
+        self.uuid = call.uuid
+        self.endpoint = endpoint
+        self.options = options
+        self.proto = RealtimeProtocol(generation, options["hold_response_create"],
+                                      options["idle_timeout_action"])
+        self.playout = PlayoutBuffer(call.rate, call.frame_samples, options["playout_max_ms"])
+        self._decoder = DownlinkDecoder(PCM24, call.rate, options["resampler"])
+        self._outq: "queue.SimpleQueue[tuple]" = queue.SimpleQueue()
+        self._uplink_max = max(1, options["uplink_max_ms"] * call.rate // (1000 * call.frame_samples))
+        self._lock = threading.Lock()
+        self._play_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._closing = False
+        self._ws: Optional[websocket.WebSocket] = None
+        self._receiver = threading.Thread(target=self._run_receiver, daemon=True,
+                                          name=f"s2s-rx-{self.uuid[:8]}")
+        self._sender = threading.Thread(target=self._run_sender, daemon=True,
+                                        name=f"s2s-tx-{self.uuid[:8]}")
+        self.state = "connecting"
+        self.created = time.time()
+        self.connected_at: Optional[float] = None
+        self.close_reason: Optional[str] = None
+        # read by the media thread: plain attributes, set by others
+        self.uplink_open = False
+        self.paused = False
+        self.mute_user = False
+        # counters (each written by one thread)
+        self.frames_in = 0
+        self.uplink_dropped = 0
+        self.appends = 0
+        self.bytes_up = 0
+        self.events_out = 0
+        self.events_in = 0
+        self.deltas = 0
+        self.bytes_down = 0
+        self.playout_dropped = 0
+        self.uplink_latency: Deque[float] = collections.deque(maxlen=512)
+        self._last_rx = time.monotonic()
+        self._announced = False
+        self._frames_seen = 0
+        self._overruns_reported = (0, 0)
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self) -> None:
+        """Attach to the call's media and start connecting. Raises RuntimeError if media fails."""
+        self.call.attach(self._on_capture, self.playout.next_frame, self._on_media_closed)
+        self._receiver.start()
+
+    def close(self, reason: str, code: Optional[int] = None) -> None:
+        """End everything, once, from any thread but a media thread; joins within a bound."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+        self.close_reason = reason
+        was_connected = self.state == "connected"
+        self.state = "closing"
+        self._stop.set()
+        self.uplink_open = False
+        try:
+            self.call.detach()
+        except Exception as exc:
+            log(ERR, f"[{self.uuid}] detaching media failed: {exc!r}")
+        ws = self._ws
+        if ws is not None:
+            try:
+                ws.send_close(websocket.STATUS_NORMAL)
+            except Exception:
+                pass
+        current = threading.current_thread()
+        for thread in (self._sender, self._receiver):
+            if thread is not current and thread.is_alive():
+                thread.join(JOIN_TIMEOUT / 2)
+                if thread.is_alive() and ws is not None:
+                    ws.shutdown()  # a server that never answers the close is cut off here
+                    thread.join(JOIN_TIMEOUT / 2)
+                if thread.is_alive():
+                    log(ERR, f"[{self.uuid}] thread {thread.name} did not stop")
+        if ws is not None:
+            ws.shutdown()
+        self.playout.flush()
+        self.state = "closed"
+        if was_connected:
+            events.fire(self.switch, events.DISCONNECT, self.uuid,
+                        events.body(reason=reason, code=code))
+        registry.remove(self.uuid, self)
+        log(INFO, f"[{self.uuid}] session ended: {reason}")
+
+    def _close_soon(self, reason: str) -> None:
+        """Close from a thread that must not block: the media thread, or mid-dispatch."""
+        threading.Thread(target=self.close, args=(reason,), daemon=True,
+                         name=f"s2s-close-{self.uuid[:8]}").start()
+
+    # -- media thread ------------------------------------------------------------
+    def _on_capture(self, pcm: bytes) -> None:
+        if not self.uplink_open or self.paused or self.mute_user:
+            return
+        if self._outq.qsize() >= self._uplink_max:
+            self.uplink_dropped += 1
+            return
+        self.frames_in += 1
+        self._outq.put((time.monotonic(), pcm))
+
+    def _on_media_closed(self) -> None:
+        if not self._closing:
+            self._close_soon("hangup")
+
+    # -- caller (API threads) ---------------------------------------------------
+    def client_event(self, event: Dict[str, Any]) -> None:
+        """Queue a client event; raises protocol.ClientEventError if it must not be sent."""
+        if self._closing:
+            raise RuntimeError("session is ending")
+        with self._lock:
+            actions = self.proto.client_event(event)
+        self._run(actions)
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        self.playout.paused = paused
+
+    def set_muted(self, who: str, muted: bool) -> None:
+        if who in ("user", "all"):
+            self.mute_user = muted
+        if who in ("model", "all"):
+            self.playout.muted = muted
+
+    # -- actions -------------------------------------------------------------------
+    def _run(self, actions: List[Action]) -> None:
+        for action in actions:
+            kind = type(action)
+            if kind is Send:
+                self._outq.put((None, orjson.dumps(action.event)))
+            elif kind is Forward:
+                events.fire(self.switch, events.SERVER_EVENT, self.uuid, action.body)
+            elif kind is Play:
+                self._play(action)
+            elif kind is EndAudio:
+                self.playout.end_item()
+            elif kind is Flush:
+                self._barge_in()
+            elif kind is OpenUplink:
+                self._outq.put((None, action.format))
+                self.uplink_open = True
+            elif kind is SetOutput:
+                self._decoder = DownlinkDecoder(action.format, self.call.rate, self.options["resampler"])
+            elif kind is Log:
+                log(action.level, f"[{self.uuid}] {action.message}")
+            elif kind is End:
+                self._close_soon(action.reason)
+
+    def _play(self, action: Play) -> None:
+        self.deltas += 1
+        self.bytes_down += len(action.payload)
+        pcm = self._decoder.decode(action.payload)
+        if not self.playout.push(action.item, pcm, time.monotonic()):
+            self.playout_dropped += len(pcm)
+
+    def _barge_in(self) -> None:
+        flushed = self.playout.flush()
+        with self._lock:
+            actions = self.proto.barge_in(flushed.had_audio, flushed.item, flushed.heard_ms)
+        if flushed.had_audio:
+            with self._play_lock:
+                if self._announced:
+                    self._announced = False
+                    self._playback_event("output_audio.playback_stopped", "interrupted")
+        self._run(actions)
+
+    def _playback_event(self, kind: str, reason: Optional[str] = None) -> None:
+        fields: Dict[str, Any] = {"type": kind}
+        if reason:
+            fields["completion_reason"] = reason
+        events.fire(self.switch, events.SERVER_EVENT, self.uuid, orjson.dumps(fields))
+
+    # -- receiver thread ---------------------------------------------------------
+    def _run_receiver(self) -> None:
+        reason, code = "connection lost", None
+        try:
+            try:
+                ws = open_websocket(self.endpoint, self.options)
+            except ConnectError as exc:
+                log(WARNING, f"[{self.uuid}] connect to {self.endpoint.display_url} failed: {exc}")
+                events.fire(self.switch, events.CONNECT_FAILED, self.uuid, events.body(reason=str(exc)))
+                self.close(f"connect_failed: {exc}")
+                return
+            if self._stop.is_set():
+                ws.shutdown()
+                return
+            self._ws = ws
+            self.state, self.connected_at = "connected", time.time()
+            self._last_rx = time.monotonic()
+            log(INFO, f"[{self.uuid}] connected to {self.endpoint.display_url} ({self.proto.generation})")
+            events.fire(self.switch, events.CONNECT, self.uuid,
+                        events.body(url=self.endpoint.display_url, protocol=self.proto.generation))
+            self._sender.start()
+            reason, code = self._receive(ws)
+        except Exception as exc:  # never let a thread die silently
+            reason = f"internal error: {exc!r}"
+            log(ERR, f"[{self.uuid}] receiver failed: {exc!r}")
+        self.close(reason, code)
+
+    def _receive(self, ws: websocket.WebSocket):
+        while not self._stop.is_set():
+            try:
+                opcode, data = ws.recv_data(control_frame=True)
+            except (websocket.WebSocketTimeoutException, TimeoutError):
+                continue
+            except (websocket.WebSocketConnectionClosedException, OSError) as exc:
+                return self.proto.end_reason or f"connection lost: {exc or 'closed'}", None
+            self._last_rx = time.monotonic()
+            if opcode == websocket.ABNF.OPCODE_TEXT:
+                self.events_in += 1
+                with self._lock:
+                    actions = self.proto.server_event(data)
+                self._run(actions)
+            elif opcode == websocket.ABNF.OPCODE_BINARY:
+                log(WARNING, f"[{self.uuid}] server sent a binary frame ({len(data)} bytes); ignored")
+            elif opcode == websocket.ABNF.OPCODE_CLOSE:
+                return self.proto.end_reason or "server closed", close_code(data)
+        return "stopped", None
+
+    # -- sender thread -------------------------------------------------------------
+    def _run_sender(self) -> None:
+        try:
+            self._send_loop()
+        except (websocket.WebSocketException, OSError) as exc:
+            self.close(f"send failed: {exc!r}")
+        except Exception as exc:
+            log(ERR, f"[{self.uuid}] sender failed: {exc!r}")
+            self.close(f"internal error: {exc!r}")
+
+    def _send_loop(self) -> None:
+        ws = self._ws
+        encoder: Optional[UplinkEncoder] = None
+        chunk = bytearray()
+        chunk_bytes = 0
+        chunk_started = 0.0
+        next_tick = time.monotonic() + TICK
+        ping_interval = float(self.options["ping_interval"])
+        next_ping = time.monotonic() + ping_interval if ping_interval else float("inf")
+        while not self._stop.is_set():
+            try:
+                stamp, payload = self._outq.get(timeout=TICK)
+            except queue.Empty:
+                stamp, payload = None, None
+            if stamp is not None:
+                if encoder is None or not self.uplink_open:
+                    continue
+                if not chunk:
+                    chunk_started = stamp
+                chunk += encoder.encode(payload)
+                if len(chunk) >= chunk_bytes:
+                    self._send_append(ws, bytes(chunk), chunk_started)
+                    chunk.clear()
+            elif isinstance(payload, AudioFormat):
+                if chunk and encoder is not None:
+                    self._send_append(ws, bytes(chunk), chunk_started)
+                    chunk.clear()
+                encoder = UplinkEncoder(self.call.rate, payload, self.options["resampler"])
+                per_sample = 2 if payload.name == "pcm" else 1
+                chunk_bytes = self.options["chunk_ms"] * payload.rate // 1000 * per_sample
+            elif payload is not None:
+                ws.send(payload, websocket.ABNF.OPCODE_TEXT)
+                self.events_out += 1
+            now = time.monotonic()
+            if now >= next_tick:
+                next_tick = now + TICK
+                self._housekeeping()
+                if now >= next_ping:
+                    if now - self._last_rx > 2 * ping_interval + self.options["send_timeout"]:
+                        self.close("ping timeout")
+                        return
+                    ws.ping()
+                    next_ping = now + ping_interval
+
+    def _send_append(self, ws: websocket.WebSocket, data: bytes, started: float) -> None:
+        ws.send(_APPEND_HEAD + base64.b64encode(data) + b'"}', websocket.ABNF.OPCODE_TEXT)
+        self.uplink_latency.append(time.monotonic() - started)
+        self.appends += 1
+        self.bytes_up += len(data)
+
+    def _housekeeping(self) -> None:
+        with self._play_lock:
+            frames_out = self.playout.frames_out
+            if not self._announced and frames_out > self._frames_seen:
+                self._announced = True
+                self._playback_event("output_audio.playback_started")
+            elif self._announced and not self.playout.active:
+                self._announced = False
+                self._playback_event("output_audio.playback_stopped", "completed")
+            self._frames_seen = frames_out
+        reported = (self.uplink_dropped, self.playout.overruns)
+        if reported != self._overruns_reported:
+            up = reported[0] - self._overruns_reported[0]
+            down = reported[1] - self._overruns_reported[1]
+            self._overruns_reported = reported
+            frame_ms = self.call.frame_samples * 1000 // self.call.rate
+            if up:
+                events.fire(self.switch, events.BUFFER_OVERRUN, self.uuid,
+                            events.body(direction="uplink", dropped_ms=up * frame_ms))
+            if down:
+                events.fire(self.switch, events.BUFFER_OVERRUN, self.uuid,
+                            events.body(direction="playout", dropped_deltas=down))
+
+    # -- status --------------------------------------------------------------------
+    def status(self) -> Dict[str, Any]:
+        proto, playout = self.proto, self.playout
+        return {
+            "uuid": self.uuid, "state": self.state, "protocol": proto.generation,
+            "url": self.endpoint.display_url,
+            "age_s": round(time.time() - self.created, 1),
+            "channel_rate": self.call.rate,
+            "input_format": proto.input_format.name, "output_format": proto.output_format.name,
+            "uplink_open": self.uplink_open, "paused": self.paused,
+            "muted": {"user": self.mute_user, "model": playout.muted},
+            "response_in_progress": proto.response_id is not None,
+            "counters": {
+                "frames_in": self.frames_in, "frames_dropped": self.uplink_dropped,
+                "appends": self.appends, "bytes_up": self.bytes_up,
+                "events_out": self.events_out, "events_in": self.events_in,
+                "deltas": self.deltas, "bytes_down": self.bytes_down,
+                "frames_out": playout.frames_out, "frames_queued": playout.queued_frames,
+                "underruns": playout.underruns, "overruns": playout.overruns,
+                "barge_ins": proto.barge_ins, "translations": proto.translations,
+            },
+            "latency_ms": {"uplink": _percentiles(self.uplink_latency),
+                           "downlink": _percentiles(playout.latencies)},
+        }
