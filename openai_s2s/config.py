@@ -99,6 +99,8 @@ OPTIONS = (
            "most caller audio waiting for the websocket; more fires buffer_overrun"),
     Option("resampler", "sinc_fastest", _choice("sinc_best", "sinc_medium", "sinc_fastest", "linear"),
            "libsamplerate converter for 24 kHz pcm"),
+    Option("playout_mode", "mix", _choice("mix", "replace"),
+           "mix the model into what the channel plays (hold music, a bridged leg) or replace it"),
     Option("idle_timeout_action", "forward", _choice("forward", "end"),
            "on input_audio_buffer.timeout_triggered: forward it, or end the session"),
     Option("instructions_dir", None, _text,

@@ -96,6 +96,8 @@ def open_websocket(endpoint: Endpoint, options: Dict[str, Any]) -> websocket.Web
         raise ConnectError(f"http {exc.status_code}") from None
     except socket.gaierror as exc:
         raise ConnectError(f"dns: {exc.strerror or exc}") from None
+    except websocket.WebSocketAddressException as exc:   # websocket-client's wrapped gaierror
+        raise ConnectError(f"dns: {exc}") from None
     except ssl.SSLCertVerificationError as exc:
         raise ConnectError(f"tls: {exc.verify_message or exc.reason}") from None
     except ssl.SSLError as exc:

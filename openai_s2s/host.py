@@ -26,9 +26,10 @@ class CallMedia(Protocol):
 
     def variable(self, name: str) -> Optional[str]: ...
 
-    def attach(self, capture: CaptureFn, playout: PlayoutFn, closed: ClosedFn) -> None:
+    def attach(self, capture: CaptureFn, playout: PlayoutFn, closed: ClosedFn, mix: bool = True) -> None:
         """Start calling ``capture`` with each caller frame and ``playout`` for each frame
-        written to the caller. Raises RuntimeError if the media cannot be reached."""
+        written to the caller, mixed into what the channel writes or replacing it.
+        Raises RuntimeError if the media cannot be reached."""
 
     def detach(self) -> None:
         """Stop the callbacks; when this returns none is running or will run."""

@@ -8,6 +8,7 @@ carry out, in order. Both protocol generations live here: ``ga`` (the default,
 """
 from __future__ import annotations
 
+import base64
 import binascii
 import dataclasses
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -211,7 +212,7 @@ class RealtimeProtocol:
         if not isinstance(delta, str):
             return [Log(WARNING, "audio delta without base64 'delta'; ignored")]
         try:
-            payload = binascii.a2b_base64(delta)
+            payload = base64.b64decode(delta, validate=True)
         except binascii.Error:
             return [Log(WARNING, "audio delta with bad base64; ignored")]
         return [Play((str(event.get("item_id")), int(event.get("content_index") or 0)), payload)]

@@ -62,6 +62,7 @@ class Session:
         self._play_lock = threading.Lock()
         self._stop = threading.Event()
         self._closing = False
+        self._closed = threading.Event()
         self._ws: Optional[websocket.WebSocket] = None
         self._receiver = threading.Thread(target=self._run_receiver, daemon=True,
                                           name=f"s2s-rx-{self.uuid[:8]}")
@@ -94,15 +95,19 @@ class Session:
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
         """Attach to the call's media and start connecting. Raises RuntimeError if media fails."""
-        self.call.attach(self._on_capture, self.playout.next_frame, self._on_media_closed)
+        self.call.attach(self._on_capture, self.playout.next_frame, self._on_media_closed,
+                         mix=self.options["playout_mode"] == "mix")
         self._receiver.start()
 
     def close(self, reason: str, code: Optional[int] = None) -> None:
         """End everything, once, from any thread but a media thread; joins within a bound."""
         with self._lock:
-            if self._closing:
-                return
-            self._closing = True
+            closing, self._closing = self._closing, True
+        if closing:
+            # Someone else is closing: wait for them, unless they may be waiting for us.
+            if threading.current_thread() not in (self._sender, self._receiver):
+                self._closed.wait(2 * JOIN_TIMEOUT)
+            return
         self.close_reason = reason
         was_connected = self.state == "connected"
         self.state = "closing"
@@ -135,6 +140,7 @@ class Session:
             events.fire(self.switch, events.DISCONNECT, self.uuid,
                         events.body(reason=reason, code=code))
         registry.remove(self.uuid, self)
+        self._closed.set()
         log(INFO, f"[{self.uuid}] session ended: {reason}")
 
     def _close_soon(self, reason: str) -> None:

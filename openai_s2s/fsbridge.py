@@ -1,0 +1,217 @@
+"""The FreeSWITCH side of :mod:`openai_s2s.host`: a channel's media through a media bug,
+events through the SWIG bindings, configuration through the XML registry.
+
+Runs only inside the switch. The media bug callback runs on the channel's
+media thread with the GIL taken by ctypes: it does one copy in (READ) or one
+copy out (WRITE_REPLACE), never blocks, and never lets an exception escape.
+"""
+from __future__ import annotations
+
+import ctypes
+import itertools
+import threading
+from typing import Callable, Dict, Optional
+
+import numpy as np
+
+from . import native
+from .log import ERR, WARNING, log
+
+BUG_NAME = b"openai_s2s"
+
+# Live bugs by id: the C side holds only the integer, so a stale pointer can never
+# reach a freed Python object. Never reloaded (this module is not the entry module).
+_bugs: Dict[int, "FsCall"] = {}
+_ids = itertools.count(1)
+
+
+@native.MEDIA_BUG_CALLBACK
+def _bug_callback(bug, user_data, abc_type):  # media thread
+    try:
+        call = _bugs.get(user_data or 0)
+        if call is not None:
+            if abc_type == native.SWITCH_ABC_TYPE_READ:
+                call._on_read(bug)
+            elif abc_type == native.SWITCH_ABC_TYPE_WRITE_REPLACE:
+                call._on_write_replace(bug)
+            elif abc_type == native.SWITCH_ABC_TYPE_CLOSE:
+                call._on_close()
+    except BaseException:  # an exception must never unwind into the switch
+        pass
+    return native.SWITCH_TRUE
+
+
+class FsCall:
+    """One channel, by uuid. Holds no session pointer between calls: it locates each time."""
+
+    def __init__(self, lib: native.Lib, uuid: str, rate: int, frame_samples: int):
+        self.lib = lib
+        self.uuid = uuid
+        self.rate = rate
+        self.frame_samples = frame_samples
+        self.mix = True
+        self._id = 0
+        self._bug = ctypes.c_void_p()
+        self._capture: Optional[Callable[[bytes], None]] = None
+        self._playout: Optional[Callable[[], Optional[bytes]]] = None
+        self._closed_cb: Optional[Callable[[], None]] = None
+        self._read_buf = ctypes.create_string_buffer(native.SWITCH_RECOMMENDED_BUFFER_SIZE)
+        self._frame = native.SwitchFrame()
+        self._frame.data = ctypes.cast(self._read_buf, ctypes.c_void_p)
+        self._frame.buflen = native.SWITCH_RECOMMENDED_BUFFER_SIZE
+        self._lock = threading.Lock()   # attach/detach only; never taken on the media thread
+        self.frames_read = 0
+        self.frames_written = 0
+
+    # host.CallMedia
+    def variable(self, name: str) -> Optional[str]:
+        session = native.locate(self.lib, self.uuid)
+        if session is None:
+            return None
+        try:
+            channel = self.lib.switch_core_session_get_channel(session)
+            value = self.lib.switch_channel_get_variable_dup(channel, name.encode(), native.SWITCH_TRUE, -1)
+            return value.decode("utf-8", "replace") if value is not None else None
+        finally:
+            native.release(self.lib, session)
+
+    def attach(self, capture, playout, closed, mix: bool = True) -> None:
+        with self._lock:
+            self.mix = mix
+            if self._id:
+                raise RuntimeError("already attached")
+            session = native.locate(self.lib, self.uuid)
+            if session is None:
+                raise RuntimeError(f"no such channel {self.uuid}")
+            try:
+                self._capture, self._playout, self._closed_cb = capture, playout, closed
+                self._id = next(_ids)
+                _bugs[self._id] = self
+                flags = native.SMBF_READ_STREAM | native.SMBF_WRITE_REPLACE | native.SMBF_NO_PAUSE
+                status = self.lib.switch_core_media_bug_add(
+                    session, b"openai_s2s", self.uuid.encode(), _bug_callback,
+                    ctypes.c_void_p(self._id), 0, flags, ctypes.byref(self._bug))
+                if status != native.SWITCH_STATUS_SUCCESS:
+                    _bugs.pop(self._id, None)
+                    self._id = 0
+                    raise RuntimeError(f"switch_core_media_bug_add failed (status {status})")
+            finally:
+                native.release(self.lib, session)
+
+    def detach(self) -> None:
+        with self._lock:
+            if not self._id:
+                return
+            session = native.locate(self.lib, self.uuid)
+            if session is not None:
+                try:
+                    # ctypes drops the GIL for this call, so a callback waiting for it can finish
+                    # and release the bug lock that the removal waits on.
+                    if self._bug:
+                        self.lib.switch_core_media_bug_remove(session, ctypes.byref(self._bug))
+                finally:
+                    native.release(self.lib, session)
+            _bugs.pop(self._id, None)
+            self._id = 0
+
+    # media thread --------------------------------------------------------------
+    def _on_read(self, bug) -> None:
+        frame = self._frame
+        for _ in range(8):  # drain, bounded: fill=TRUE is what lets the read end (see issue 3)
+            frame.datalen = 0
+            if self.lib.switch_core_media_bug_read(bug, ctypes.byref(frame), native.SWITCH_TRUE) \
+                    != native.SWITCH_STATUS_SUCCESS or not frame.datalen:
+                return
+            self.frames_read += 1
+            self._capture(ctypes.string_at(frame.data, frame.datalen))
+
+    def _on_write_replace(self, bug) -> None:
+        pcm = self._playout()
+        if pcm is None:
+            return
+        frame = self.lib.switch_core_media_bug_get_write_replace_frame(bug)
+        if not frame:
+            return
+        out = frame.contents
+        size = min(len(pcm), out.buflen or len(pcm), out.datalen or len(pcm))
+        if self.mix and out.datalen:
+            mine = np.frombuffer(pcm, dtype="<i2", count=size // 2).astype(np.int32)
+            theirs = np.ctypeslib.as_array(ctypes.cast(out.data, ctypes.POINTER(ctypes.c_int16)), (size // 2,))
+            np.copyto(theirs, np.clip(mine + theirs, -32768, 32767), casting="unsafe")
+        else:
+            ctypes.memmove(out.data, pcm, size)
+            out.datalen = size
+            out.samples = size // 2
+        self.frames_written += 1
+        self.lib.switch_core_media_bug_set_write_replace_frame(bug, frame)
+
+    def _on_close(self) -> None:
+        _bugs.pop(self._id, None)
+        self._id = 0
+        self._bug = ctypes.c_void_p()
+        closed = self._closed_cb
+        if closed is not None:
+            closed()
+
+
+def read_impl(lib: native.Lib, session: int):
+    impl = native.SwitchCodecImplementation()
+    if lib.switch_core_session_get_read_impl(session, ctypes.byref(impl)) != native.SWITCH_STATUS_SUCCESS:
+        return None
+    return impl
+
+
+class FsSwitch:
+    """host.Switch over the running FreeSWITCH."""
+
+    def __init__(self, lib: Optional[native.Lib] = None):
+        import freeswitch  # only inside the switch
+        self.fs = freeswitch
+        self.lib = lib or native.load()
+
+    def find_call(self, uuid: str) -> Optional[FsCall]:
+        session = native.locate(self.lib, uuid)
+        if session is None:
+            return None
+        try:
+            impl = read_impl(self.lib, session)
+            if impl is None or not impl.actual_samples_per_second:
+                return None  # no media yet (not answered, no codec): nothing to attach to
+            rate = impl.actual_samples_per_second
+            samples = impl.samples_per_packet or rate // 50
+        finally:
+            native.release(self.lib, session)
+        return FsCall(self.lib, uuid, rate, samples)
+
+    def fire(self, subclass: str, uuid: Optional[str], body: bytes, headers: Dict[str, str]) -> None:
+        event = self.fs.Event("CUSTOM", subclass)
+        if uuid:
+            session = native.locate(self.lib, uuid)
+            if session is not None:
+                try:
+                    channel = self.lib.switch_core_session_get_channel(session)
+                    self.lib.switch_channel_event_set_data(channel, int(event.event))
+                finally:
+                    native.release(self.lib, session)
+            else:
+                event.addHeader("Unique-ID", uuid)
+        for name, value in headers.items():
+            event.addHeader(name, value)
+        if body:
+            event.addBody(body.decode("utf-8", "replace"))
+        event.fire()
+
+    def config_xml(self) -> Optional[str]:
+        text = self.fs.API().executeString("xml_locate configuration configuration name openai_s2s.conf")
+        if not text or text.lstrip().startswith("-ERR") or "<configuration" not in text:
+            return None
+        return text
+
+
+def console_log(level: str, message: str) -> None:
+    import freeswitch
+    freeswitch.consoleLog(level, message.rstrip("\n") + "\n")
+
+
+def warn_missing(exc: Exception) -> None:
+    log(ERR if isinstance(exc, native.NativeError) else WARNING, f"openai_s2s native layer: {exc}")

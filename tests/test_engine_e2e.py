@@ -1,0 +1,423 @@
+"""End to end: the command surface, a fake switch (see fakeswitch.py for what it fakes)
+and a real local Realtime server on loopback."""
+import base64
+import threading
+import time
+
+import orjson
+import pytest
+
+from openai_s2s import registry
+from openai_s2s.localserver import LocalRealtimeServer
+from engine_harness import (GA_PATH, KEY, SEED_SESSION_UPDATE, Harness, dominant_freq, loud,
+                            silence, tone, wait_until)
+
+
+@pytest.fixture
+def server():
+    with LocalRealtimeServer(api_key=KEY, speed=4.0) as srv:
+        yield srv
+
+
+@pytest.fixture
+def h(server):
+    harness = Harness(server)
+    yield harness
+    harness.finish()
+
+
+def talk(call, freq=440, seconds=0.6, pause=0.8):
+    call.say(tone(freq, call.rate, seconds) + silence(call.rate, pause))
+
+
+def test_connect_event_carries_the_channel_headers(h):
+    h.call("u-conn")
+    reply = h.create("u-conn")
+    assert reply.startswith("+OK connecting to ws://127.0.0.1:") and "(ga)" in reply
+    headers, body = h.connected("u-conn")
+    assert headers["Unique-ID"] == "u-conn"
+    assert headers["llm-vendor"] == "openai" and headers["media-bugname"] == "openai_s2s"
+    assert orjson.loads(body)["protocol"] == "ga"
+    assert h.server.connections[0].headers["authorization"] == f"Bearer {KEY}"
+    created = h.wait_server_event("u-conn", "session.created")
+    assert created is not None
+
+
+def test_no_audio_goes_up_before_the_first_session_update(h):
+    call = h.call("u-gate")
+    h.create("u-gate")
+    h.connected("u-gate")
+    talk(call)
+    time.sleep(0.5)
+    assert h.uplink_audio() == b""
+    h.send("u-gate", SEED_SESSION_UPDATE)
+    assert wait_until(lambda: len(h.uplink_audio()) > 0)
+    kinds = [e["type"] for e in h.received()]
+    assert kinds.index("session.update") < kinds.index("input_audio_buffer.append")
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_tone_in_arrives_as_tone_and_model_audio_is_played(h, rate):
+    uuid = f"u-tone-{rate}"
+    call = h.call(uuid, rate=rate)
+    h.create(uuid)
+    h.connected(uuid)
+    h.send(uuid, SEED_SESSION_UPDATE)          # beta-shaped, as the seed README has it
+    assert h.wait_server_event(uuid, "session.updated")
+    talk(call, freq=440)
+    # what the model heard: 24 kHz pcm containing the caller's 440 Hz
+    assert wait_until(lambda: len(loud(h.uplink_audio())) > 24000 * 0.4)
+    assert abs(dominant_freq(loud(h.uplink_audio()), 24000) - 440) < 5
+    # the server echoes the turn; the caller hears it, resampled to the channel rate
+    assert h.wait_server_event(uuid, "output_audio.playback_started", timeout=10)
+    stopped = h.wait_server_event(uuid, "output_audio.playback_stopped", timeout=10)
+    assert orjson.loads(stopped[1])["completion_reason"] == "completed"
+    heard = loud(bytes(call.heard))
+    assert len(heard) > rate * 2 * 0.3
+    assert abs(dominant_freq(heard, rate) - 440) < 5
+    # audio deltas are played, never forwarded as events
+    assert not h.server_events(uuid, "response.output_audio.delta")
+    assert h.server_events(uuid, "response.output_audio_transcript.done")
+    status = orjson.loads(h.api(f"{uuid} status")[4:])
+    assert status["counters"]["deltas"] > 0 and status["counters"]["frames_out"] > 0
+    assert status["counters"]["translations"] == 1
+    assert status["latency_ms"]["uplink"]["n"] > 0 and status["latency_ms"]["downlink"]["n"] > 0
+    assert any("beta shape translated to GA" in line for line in h.logs)
+
+
+def test_g711_at_8k_both_ways(h):
+    call = h.call("u-ulaw")
+    h.create("u-ulaw")
+    h.connected("u-ulaw")
+    h.send("u-ulaw", {"type": "session.update", "session": {
+        "type": "realtime", "audio": {"input": {"format": {"type": "audio/pcmu"}},
+                                      "output": {"format": {"type": "audio/pcmu"}}}}})
+    assert h.wait_server_event("u-ulaw", "session.updated")
+    talk(call, freq=500)
+    assert h.wait_server_event("u-ulaw", "output_audio.playback_stopped", timeout=10)
+    from openai_s2s import g711
+    up = g711.ulaw_decode(h.uplink_audio())
+    assert abs(dominant_freq(loud(up), 8000) - 500) < 5
+    assert abs(dominant_freq(loud(bytes(call.heard)), 8000) - 500) < 5
+
+
+def test_response_create_before_session_update_is_held(h):
+    call = h.call("u-hold")
+    h.create("u-hold")
+    h.connected("u-hold")
+    # the seed's order: response.create first, then session.update
+    assert h.send("u-hold", {"type": "response.create", "response": {
+        "modalities": ["text", "audio"], "instructions": "Please assist.", "voice": "alloy"}}).startswith("+OK")
+    h.send("u-hold", {"type": "session.update", "session": {"instructions": "You are a test agent.",
+                                                           "tools": []}})
+    assert h.wait_server_event("u-hold", "response.done", timeout=10)
+    kinds = [e["type"] for e in h.received()]
+    assert kinds.index("session.update") < kinds.index("response.create")
+    assert call.rate == 8000
+
+
+def test_barge_in_flushes_cancels_and_truncates_at_what_was_heard():
+    with LocalRealtimeServer(api_key=KEY, speed=1.2, reply="tone") as server:
+        h = Harness(server)
+        try:
+            call = h.call("u-barge")
+            h.create("u-barge")
+            h.connected("u-barge")
+            h.send("u-barge", SEED_SESSION_UPDATE)
+            h.wait_server_event("u-barge", "session.updated")
+            talk(call, freq=300, seconds=0.4, pause=0.5)
+            assert h.wait_server_event("u-barge", "output_audio.playback_started", timeout=10)
+            # let the caller hear a bit, then talk over the model
+            assert wait_until(lambda: sum(f is not None for f in call.heard_frames) >= 15)
+            mark = len(h.switch.events)
+            call.say(tone(300, 8000, 0.5))
+            stopped = h.wait_server_event("u-barge", "output_audio.playback_stopped", after=mark)
+            assert orjson.loads(stopped[1])["completion_reason"] == "interrupted"
+            frames_at_stop = len(call.heard_frames)
+            assert wait_until(lambda: any(e["type"] == "conversation.item.truncate" for e in h.received()))
+            truncate = [e for e in h.received() if e["type"] == "conversation.item.truncate"][0]
+            played = sum(f is not None for f in call.heard_frames[:frames_at_stop])
+            # what the caller heard of the item, to the frame (one in flight may be missed)
+            assert played * 20 - 20 <= truncate["audio_end_ms"] <= played * 20
+            assert any(e["type"] == "response.cancel" for e in h.received())
+            assert wait_until(lambda: h.server.connections[0].truncations)
+            status = orjson.loads(h.api("u-barge status")[4:])
+            assert status["counters"]["barge_ins"] == 1
+            # silent from the flush on, while the caller is still talking
+            time.sleep(0.2)
+            assert [f for f in call.heard_frames[frames_at_stop:frames_at_stop + 10] if f is not None] == []
+        finally:
+            h.finish()
+
+
+def test_tool_call_round_trip(h):
+    call = h.call("u-tool")
+    h.create("u-tool")
+    h.connected("u-tool")
+    h.send("u-tool", {"type": "session.update", "session": dict(SEED_SESSION_UPDATE["session"], tools=[{
+        "name": "get_weather", "type": "function", "description": "weather",
+        "parameters": {"type": "object", "properties": {"location": {"type": "string"}},
+                       "required": ["location"]}}], tool_choice="auto")})
+    talk(call)
+    done = h.switch.wait_event("openai_s2s::server_event", lambda hd, b: (
+        orjson.loads(b).get("type") == "response.output_item.done"
+        and orjson.loads(b)["item"]["type"] == "function_call"), timeout=10)
+    item = orjson.loads(done[1])["item"]
+    assert item["name"] == "get_weather" and orjson.loads(item["arguments"])["location"]
+    # the caller answers with an object output (sent as a string), then asks for a response
+    h.send("u-tool", {"type": "conversation.item.create", "item": {
+        "type": "function_call_output", "call_id": item["call_id"], "output": {"temp_c": 21}}})
+    h.send("u-tool", {"type": "response.create"})
+    assert h.wait_server_event("u-tool", "output_audio.playback_started", timeout=10)
+    output = [e for e in h.received() if e["type"] == "conversation.item.create"][0]
+    assert output["item"]["output"] == '{"temp_c":21}'
+
+
+def test_delete_ends_everything_and_says_so(h):
+    call = h.call("u-del")
+    h.create("u-del")
+    h.connected("u-del")
+    h.send("u-del", SEED_SESSION_UPDATE)
+    talk(call)
+    assert h.wait_server_event("u-del", "output_audio.playback_started", timeout=10)
+    assert h.api("u-del session.delete") == "+OK session deleted"   # while audio flows both ways
+    headers, body = h.switch.wait_event("openai_s2s::disconnect", timeout=5)
+    assert headers["Unique-ID"] == "u-del"
+    assert orjson.loads(body)["reason"] == "session.delete"
+    assert registry.get("u-del") is None and not call.media_running
+    assert wait_until(lambda: h.server.connections[0].closed)
+    assert h.api("u-del session.delete").startswith("-ERR no openai_s2s session")
+    # and a new session on the same call works
+    assert h.create("u-del").startswith("+OK")
+    assert h.switch.wait_event("openai_s2s::connect", timeout=5, start=1) is not None
+
+
+def test_hangup_while_audio_flows(h):
+    call = h.call("u-hang")
+    h.create("u-hang")
+    h.connected("u-hang")
+    h.send("u-hang", SEED_SESSION_UPDATE)
+    talk(call)
+    assert h.wait_server_event("u-hang", "output_audio.playback_started", timeout=10)
+    call.hangup()
+    headers, body = h.switch.wait_event("openai_s2s::disconnect", timeout=5)
+    assert orjson.loads(body)["reason"] == "hangup"
+    assert wait_until(lambda: registry.get("u-hang") is None)
+
+
+def test_bad_input_with_a_live_session_changes_nothing(tmp_path):
+    conf = f"""<configuration name="openai_s2s.conf"><settings>
+      <param name="max-event-bytes" value="2048"/>
+      <param name="instructions-dir" value="{tmp_path}"/></settings></configuration>"""
+    (tmp_path / "agent.txt").write_text("You are a file-configured agent.")
+    with LocalRealtimeServer(api_key=KEY) as server:
+        h = Harness(server, conf)
+        try:
+            h.call("u-bad")
+            h.create("u-bad")
+            h.connected("u-bad")
+            assert h.wait_server_event("u-bad", "session.created")
+            before = len(h.received())
+            cases = {
+                "u-bad session.create ws://x v1/realtime bearer k": "-ERR a session already exists",
+                "u-bad client.event {not json": "-ERR client.event is not valid JSON",
+                "u-bad client.event [1,2]": "-ERR client.event must be a JSON object",
+                'u-bad client.event {"type": 5}': '-ERR client.event needs a string "type"',
+                "u-bad client.event " + orjson.dumps({"type": "x", "pad": "y" * 3000}).decode():
+                    "-ERR client.event larger than 2048 bytes",
+                'u-bad client.event {"type":"session.update","session":{"instructions":"file://../etc/passwd"}}':
+                    "-ERR instructions file '../etc/passwd' is outside",
+                'u-bad client.event {"type":"session.update","session":{"instructions":"file://nope.txt"}}':
+                    "-ERR instructions file 'nope.txt'",
+                'u-bad client.event {"type":"session.update","session":"x"}':
+                    "-ERR session.update: 'session' must be an object",
+                "u-bad mute nobody": "-USAGE:",
+            }
+            for line, expected in cases.items():
+                assert h.api(line).startswith(expected), (line, h.replies[-1])
+            time.sleep(0.3)
+            assert len(h.received()) == before
+            assert registry.get("u-bad").state == "connected"
+            # the good file:// case reads the configured directory
+            assert h.api('^^|u-bad|client.event|{"type":"session.update","session":{"type":"realtime",'
+                         '"instructions":"file://agent.txt"}}').startswith("+OK")
+            assert wait_until(lambda: any(e.get("type") == "session.update" for e in h.received()))
+            update = [e for e in h.received() if e["type"] == "session.update"][0]
+            assert update["session"]["instructions"] == "You are a file-configured agent."
+        finally:
+            h.finish()
+
+
+def test_key_from_channel_variable_and_query_auth(h):
+    h.call("u-var", openai_s2s_api_key=KEY)
+    assert h.create("u-var", auth="query", key=None).startswith("+OK")
+    assert h.connected("u-var")
+    conn = h.server.connections[0]
+    assert f"api-key={KEY}" in conn.path
+    h.call("u-nokey")
+    assert h.create("u-nokey", key=None).startswith("-ERR no api-key")
+
+
+@pytest.mark.parametrize("fault,host,expected", [
+    (None, "ws://127.0.0.1:1", "refused"),
+    (None, "nonexistent.invalid", "dns:"),
+    ("refuse:403", None, "http 403"),
+    ("slow_handshake:3", None, "timeout"),
+])
+def test_connect_failed_says_why(server, fault, host, expected):
+    if fault:
+        server.set_fault(fault)
+    h = Harness(server)
+    try:
+        h.call("u-fail", openai_s2s_connect_timeout="1")
+        assert h.create("u-fail", host=host).startswith("+OK")
+        headers, body = h.switch.wait_event("openai_s2s::connect_failed", timeout=10)
+        assert headers["Unique-ID"] == "u-fail"
+        assert orjson.loads(body)["reason"].startswith(expected)
+        assert wait_until(lambda: registry.get("u-fail") is None)
+        assert not h.switch.named("openai_s2s::disconnect")
+    finally:
+        h.finish()
+
+
+def test_wrong_key_and_wrong_path(h):
+    h.call("u-401")
+    h.create("u-401", key="sk-wrong-key-xyz")
+    assert orjson.loads(h.switch.wait_event("openai_s2s::connect_failed")[1])["reason"] == "http 401"
+    h.call("u-404")
+    h.create("u-404", path="v2/nothing")
+    assert h.switch.wait_event("openai_s2s::connect_failed",
+                               lambda hd, b: hd["Unique-ID"] == "u-404")[1] == b'{"reason":"http 404"}'
+
+
+def test_remote_close_mid_stream(server):
+    server.set_fault("close_after:6")
+    h = Harness(server)
+    try:
+        call = h.call("u-drop")
+        h.create("u-drop")
+        h.connected("u-drop")
+        h.send("u-drop", SEED_SESSION_UPDATE)
+        talk(call)
+        headers, body = h.switch.wait_event("openai_s2s::disconnect", timeout=10)
+        assert orjson.loads(body)["code"] == 1011
+        assert wait_until(lambda: registry.get("u-drop") is None) and not call.media_running
+    finally:
+        h.finish()
+
+
+@pytest.mark.parametrize("fault", ["garbage", "binary"])
+def test_garbage_from_the_server_is_survived(server, fault):
+    server.set_fault(fault)
+    h = Harness(server)
+    try:
+        h.call("u-junk")
+        h.create("u-junk")
+        h.connected("u-junk")
+        assert wait_until(lambda: any("ignored" in line for line in h.logs))
+        assert h.send("u-junk", {"type": "session.update", "session": {"type": "realtime"}}).startswith("+OK")
+        assert h.wait_server_event("u-junk", "session.updated")
+        assert registry.get("u-junk").state == "connected"
+    finally:
+        h.finish()
+
+
+def test_stalled_server_ends_with_ping_timeout(server):
+    server.set_fault("stall")
+    h = Harness(server)
+    try:
+        call = h.call("u-stall", openai_s2s_ping_interval="0.2", openai_s2s_send_timeout="0.5")
+        h.create("u-stall")
+        h.connected("u-stall")
+        headers, body = h.switch.wait_event("openai_s2s::disconnect", timeout=10)
+        assert orjson.loads(body)["reason"] == "ping timeout"
+        assert not call.media_running
+    finally:
+        h.finish()
+
+
+def test_session_expiry_is_the_disconnect_reason(server):
+    server.set_fault("expire_after:0.5")
+    h = Harness(server)
+    try:
+        h.call("u-exp")
+        h.create("u-exp")
+        h.connected("u-exp")
+        headers, body = h.switch.wait_event("openai_s2s::disconnect", timeout=10)
+        assert orjson.loads(body) == {"reason": "session_expired", "code": 1000}
+    finally:
+        h.finish()
+
+
+def test_pause_and_mute(h):
+    call = h.call("u-ctl")
+    h.create("u-ctl")
+    h.connected("u-ctl")
+    h.send("u-ctl", SEED_SESSION_UPDATE)
+    assert wait_until(lambda: len(h.uplink_audio()) > 0)
+    assert h.api("u-ctl mute user") == "+OK muted user"
+    time.sleep(0.1)
+    sent = len(h.uplink_audio())
+    time.sleep(0.3)
+    assert len(h.uplink_audio()) == sent
+    assert h.api("u-ctl unmute") == "+OK unmuted all"
+    assert wait_until(lambda: len(h.uplink_audio()) > sent)
+    assert h.api("u-ctl pause") == "+OK paused"
+    time.sleep(0.1)
+    sent = len(h.uplink_audio())
+    time.sleep(0.3)
+    assert len(h.uplink_audio()) == sent
+    assert h.api("u-ctl resume") == "+OK resumed"
+    assert h.api("u-ctl mute model") == "+OK muted model"
+    talk(call)
+    assert h.wait_server_event("u-ctl", "response.done", timeout=10)
+    time.sleep(0.5)
+    assert loud(bytes(call.heard)) == b""   # the model was muted: the caller heard nothing
+    status = orjson.loads(h.api("u-ctl status")[4:])
+    assert status["muted"] == {"user": False, "model": True}
+
+
+def test_status_of_all_sessions(h):
+    for uuid in ("u-s1", "u-s2"):
+        h.call(uuid)
+        h.create(uuid)
+        h.connected(uuid)
+    listing = orjson.loads(h.api("status")[4:])
+    assert sorted(s["uuid"] for s in listing) == ["u-s1", "u-s2"]
+    assert all(s["state"] == "connected" and KEY not in orjson.dumps(s).decode() for s in listing)
+
+
+def test_beta_server_and_azure_preview_path(h):
+    call = h.call("u-beta")
+    path = "openai/realtime?api-version=2024-10-01-preview&deployment=gpt-4o-realtime-preview"
+    assert "(beta)" in h.create("u-beta", path=path, auth="api-key")
+    h.connected("u-beta")
+    conn = h.server.connections[0]
+    assert conn.generation == "beta" and conn.headers["api-key"] == KEY
+    assert conn.headers["openai-beta"] == "realtime=v1"
+    h.send("u-beta", dict(SEED_SESSION_UPDATE, session=dict(SEED_SESSION_UPDATE["session"],
+                                                            input_audio_format="g711_ulaw",
+                                                            output_audio_format="g711_ulaw")))
+    talk(call, freq=400)
+    assert h.wait_server_event("u-beta", "output_audio.playback_stopped", timeout=10)
+    assert abs(dominant_freq(loud(bytes(call.heard)), 8000) - 400) < 5
+    update = [e for e in h.received() if e["type"] == "session.update"][0]
+    assert update["session"]["turn_detection"]["type"] == "server_vad"   # untouched on beta
+
+
+def test_uplink_overrun_is_bounded_and_reported(h):
+    """White-box: the sender is not running, so captured frames pile up against the bound."""
+    from openai_s2s.session import Session
+    from openai_s2s.config import Settings
+    from openai_s2s.connection import build_endpoint
+    call = h.call("u-over")
+    options = dict(Settings().values, uplink_max_ms=100)
+    session = Session(h.switch, call, build_endpoint("127.0.0.1:1", "v1/realtime", "bearer", KEY),
+                      options, "ga")
+    session.uplink_open = True
+    for _ in range(50):
+        session._on_capture(bytes(320))
+    assert session._outq.qsize() == 5 and session.uplink_dropped == 45
+    session._housekeeping()
+    headers, body = h.switch.wait_event("openai_s2s::buffer_overrun", timeout=1)
+    assert orjson.loads(body) == {"direction": "uplink", "dropped_ms": 900}
