@@ -663,12 +663,14 @@ class LocalRealtimeServer:
     def stop(self) -> None:
         self._stop.set()
         try:
-            self._listener.close()
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone does not
         except OSError:
             pass
+        self._listener.close()
         for conn in self.connections:
             conn.close(1001)
-        self._accept_thread.join(5) if self._accept_thread.is_alive() else None
+        if self._accept_thread.is_alive():
+            self._accept_thread.join(5)
         with self._lock:
             threads = list(self._threads)
         for thread in threads:
