@@ -8,6 +8,7 @@ the switch.
 from __future__ import annotations
 
 import os
+import threading
 import traceback
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
@@ -80,7 +81,9 @@ def _execute(line: str, switch: Any) -> str:
     if not words or words == [""]:
         return f"-USAGE: {SYNTAX}"
     if words[0] == "status" and len(words) == 1:
-        return "+OK " + orjson.dumps([s.status() for s in registry.all_sessions()]).decode()
+        threads = sum(t.name.startswith("s2s-") for t in threading.enumerate())
+        return "+OK " + orjson.dumps({"sessions": [s.status() for s in registry.all_sessions()],
+                                      "threads": threads}).decode()
     if len(words) < 2:
         if words[0] in COMMANDS:
             return _usage(f"<uuid> {words[0]} ...")

@@ -47,6 +47,8 @@ class PlayoutBuffer:
         self.underruns = 0
         self.paused = False
         self.muted = False
+        self.flushed_item: Optional[Tuple[str, int]] = None
+        self.frames_after_flush = 0
         self.latencies: Deque[float] = collections.deque(maxlen=512)
 
     # -- producer side ------------------------------------------------------
@@ -59,7 +61,8 @@ class PlayoutBuffer:
             self.overruns += 1
             return False
         self.streaming = True
-        if not self._partial:
+        if not self._partial_received:
+            # the next frame out holds this delta's first sample (after any partial before it)
             self._partial_received = received
         self._partial += pcm
         while len(self._partial) >= self.frame_bytes:
@@ -87,6 +90,7 @@ class PlayoutBuffer:
             current = self._partial_item
         dropped = len(self._frames)
         self._frames.clear()
+        self.flushed_item = current
         had_audio = dropped > 0 or bool(self._partial) or self.streaming
         self._partial.clear()
         self._partial_item = None
@@ -118,6 +122,8 @@ class PlayoutBuffer:
             return None
         self.last = frame
         self.frames_out += 1
+        if frame.item == self.flushed_item:
+            self.frames_after_flush += 1
         if frame.received:
             self.latencies.append(time.monotonic() - frame.received)
         return None if self.muted else frame.pcm

@@ -379,7 +379,9 @@ class Session:
                 "frames_out": playout.frames_out, "frames_queued": playout.queued_frames,
                 "underruns": playout.underruns, "overruns": playout.overruns,
                 "barge_ins": proto.barge_ins, "translations": proto.translations,
+                "frames_after_barge_in": playout.frames_after_flush,
             },
             "latency_ms": {"uplink": _percentiles(self.uplink_latency),
                            "downlink": _percentiles(playout.latencies)},
+            "media": self.call.stats() if hasattr(self.call, "stats") else {},
         }

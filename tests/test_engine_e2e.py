@@ -143,6 +143,7 @@ def test_barge_in_flushes_cancels_and_truncates_at_what_was_heard():
             assert wait_until(lambda: h.server.connections[0].truncations)
             status = orjson.loads(h.api("u-barge status")[4:])
             assert status["counters"]["barge_ins"] == 1
+            assert status["counters"]["frames_after_barge_in"] <= 1
             # silent from the flush on, while the caller is still talking
             time.sleep(0.2)
             assert [f for f in call.heard_frames[frames_at_stop:frames_at_stop + 10] if f is not None] == []
@@ -382,7 +383,7 @@ def test_status_of_all_sessions(h):
         h.call(uuid)
         h.create(uuid)
         h.connected(uuid)
-    listing = orjson.loads(h.api("status")[4:])
+    listing = orjson.loads(h.api("status")[4:])["sessions"]
     assert sorted(s["uuid"] for s in listing) == ["u-s1", "u-s2"]
     assert all(s["state"] == "connected" and KEY not in orjson.dumps(s).decode() for s in listing)
 
