@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import itertools
 import threading
+import time
 from typing import Callable, Dict, Optional
 
 import numpy as np
@@ -62,6 +63,10 @@ class FsCall:
         self._lock = threading.Lock()   # attach/detach only; never taken on the media thread
         self.frames_read = 0
         self.frames_written = 0
+        self.write_callbacks = 0
+        self.write_gap_max = 0.0      # seconds between WRITE_REPLACE callbacks (issue 3, fact 4)
+        self.write_gaps_over_40ms = 0
+        self._last_write = 0.0
 
     # host.CallMedia
     def variable(self, name: str) -> Optional[str]:
@@ -114,6 +119,12 @@ class FsCall:
             _bugs.pop(self._id, None)
             self._id = 0
 
+    def stats(self) -> Dict[str, float]:
+        return {"frames_read": self.frames_read, "frames_written": self.frames_written,
+                "write_callbacks": self.write_callbacks,
+                "write_gap_max_ms": round(self.write_gap_max * 1000, 1),
+                "write_gaps_over_40ms": self.write_gaps_over_40ms}
+
     # media thread --------------------------------------------------------------
     def _on_read(self, bug) -> None:
         frame = self._frame
@@ -126,6 +137,15 @@ class FsCall:
             self._capture(ctypes.string_at(frame.data, frame.datalen))
 
     def _on_write_replace(self, bug) -> None:
+        now = time.monotonic()
+        if self._last_write:
+            gap = now - self._last_write
+            if gap > self.write_gap_max:
+                self.write_gap_max = gap
+            if gap > 0.04:
+                self.write_gaps_over_40ms += 1
+        self._last_write = now
+        self.write_callbacks += 1
         pcm = self._playout()
         if pcm is None:
             return

@@ -104,7 +104,7 @@ MODULE_LOAD = CFUNCTYPE(c_int, POINTER(c_void_p), c_void_p)
 # -- prototypes: name -> (restype, argtypes) ------------------------------------------
 PROTOTYPES = {
     "switch_core_session_perform_locate": (c_void_p, [c_char_p, c_char_p, c_char_p, c_int]),
-    "switch_core_session_perform_rwunlock": (None, [c_void_p, c_char_p, c_char_p, c_int]),
+    "switch_core_session_rwunlock": (None, [c_void_p]),
     "switch_core_session_get_channel": (c_void_p, [c_void_p]),
     "switch_core_session_get_read_impl": (c_int, [c_void_p, POINTER(SwitchCodecImplementation)]),
     "switch_core_media_bug_add": (c_int, [c_void_p, c_char_p, c_char_p, MEDIA_BUG_CALLBACK, c_void_p,
@@ -187,4 +187,4 @@ def locate(lib: Lib, uuid: str) -> Optional[int]:
 
 
 def release(lib: Lib, session: int) -> None:
-    lib.switch_core_session_perform_rwunlock(session, _HERE, b"release", 0)
+    lib.switch_core_session_rwunlock(session)
