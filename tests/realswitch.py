@@ -1,0 +1,199 @@
+"""A real FreeSWITCH for the real-switch tests, started from the project's freeswitch_conf.
+
+It writes a minimal configuration of its own around the project's conf files
+(loopback only, no SIP profiles, no stun, no default_password sleep), starts
+``freeswitch -nonat -ncwait`` with its own conf/log/db/run directories, and
+talks to it with fs_cli. Nothing here builds FreeSWITCH: it uses one that is
+already installed (FREESWITCH_PREFIX, /usr/local/freeswitch or /usr).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Dict, Optional
+
+REPO = Path(__file__).resolve().parent.parent
+MODULES = ["mod_console", "mod_logfile", "mod_event_socket", "mod_commands", "mod_dptools",
+           "mod_dialplan_xml", "mod_loopback", "mod_sndfile", "mod_tone_stream", "mod_python3"]
+PASSWORD = "ClueCon"
+SYSTEM_PATH = "/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def find_prefix() -> Optional[Path]:
+    for candidate in (os.environ.get("FREESWITCH_PREFIX"), "/usr/local/freeswitch", "/usr"):
+        if candidate and (Path(candidate) / "bin" / "freeswitch").exists():
+            return Path(candidate)
+    return None
+
+
+def missing_reason() -> Optional[str]:
+    """Why the real-switch tests cannot run here, or None if they can."""
+    prefix = find_prefix()
+    if prefix is None:
+        return "no FreeSWITCH found (set FREESWITCH_PREFIX, or install to /usr/local/freeswitch)"
+    mods = [p for p in (prefix / "lib" / "freeswitch" / "mod", prefix / "lib" / "x86_64-linux-gnu" / "freeswitch" / "mod",
+                        prefix / "mod") if (p / "mod_python3.so").exists()]
+    if not mods:
+        return f"FreeSWITCH at {prefix} has no mod_python3"
+    for mod in MODULES:
+        if not (mods[0] / f"{mod}.so").exists():
+            return f"FreeSWITCH at {prefix} lacks {mod}"
+    probe = subprocess.run(["/usr/bin/python3", "-c", "import websocket, orjson, samplerate"],
+                           capture_output=True)
+    if probe.returncode:
+        return "the switch's Python (/usr/bin/python3) lacks websocket-client, orjson or samplerate"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _config(workdir: Path, esl_port: int, dialplan: str) -> str:
+    modules = "\n".join(f'<load module="{m}"/>' for m in MODULES)
+    return f"""<?xml version="1.0"?>
+<document type="freeswitch/xml">
+  <section name="configuration" description="test switch">
+    <configuration name="switch.conf" description="core">
+      <settings>
+        <param name="colorize-console" value="false"/>
+        <param name="max-sessions" value="2000"/>
+        <param name="sessions-per-second" value="1000"/>
+        <param name="loglevel" value="debug"/>
+        <param name="rtp-start-port" value="40000"/>
+        <param name="rtp-end-port" value="41000"/>
+      </settings>
+    </configuration>
+    <configuration name="modules.conf" description="modules"><modules>{modules}</modules></configuration>
+    <configuration name="console.conf" description="console">
+      <mappings><map name="all" value="console,debug,info,notice,warning,err,crit,alert"/></mappings>
+      <settings><param name="colorize" value="false"/><param name="loglevel" value="info"/></settings>
+    </configuration>
+    <configuration name="logfile.conf" description="log file">
+      <settings><param name="rotate-on-hup" value="true"/></settings>
+      <profiles><profile name="default">
+        <settings><param name="logfile" value="{workdir}/log/freeswitch.log"/></settings>
+        <mappings><map name="all" value="debug,info,notice,warning,err,crit,alert"/></mappings>
+      </profile></profiles>
+    </configuration>
+    <configuration name="event_socket.conf" description="ESL">
+      <settings>
+        <param name="nat-map" value="false"/>
+        <param name="listen-ip" value="127.0.0.1"/>
+        <param name="listen-port" value="{esl_port}"/>
+        <param name="password" value="{PASSWORD}"/>
+      </settings>
+    </configuration>
+    <!-- the project's own files: python.conf.xml (startup-script) and openai_s2s.conf.xml -->
+    <X-PRE-PROCESS cmd="include" data="autoload_configs/*.xml"/>
+  </section>
+  <section name="dialplan" description="test dialplan">
+    <context name="default">
+{dialplan}
+    </context>
+  </section>
+</document>
+"""
+
+
+class RealSwitch:
+    def __init__(self, workdir: Path, dialplan: str, env: Optional[Dict[str, str]] = None):
+        self.prefix = find_prefix()
+        self.workdir = workdir
+        self.esl_port = free_port()
+        self.dialplan = dialplan
+        self.env = env or {}
+        self.conf = workdir / "conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "log" / "freeswitch.log"
+
+    def write_conf(self) -> None:
+        for sub in ("conf", "log", "db", "run", "temp", "storage", "recordings", "sounds", "scripts",
+                    "conf/openai_s2s"):
+            (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+        shutil.copytree(REPO / "freeswitch_conf" / "autoload_configs", self.conf / "autoload_configs",
+                        dirs_exist_ok=True)
+        (self.conf / "freeswitch.xml").write_text(_config(self.workdir, self.esl_port, self.dialplan))
+
+    def start(self, timeout: float = 60) -> None:
+        self.write_conf()
+        # The embedded Python finds its prefix through "python3" on PATH: a pyenv or venv
+        # python3 first on PATH would give Debian's libpython another installation's stdlib.
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("PYENV", "PYTHON", "VIRTUAL_ENV", "OPENAI", "http_proxy",
+                                    "https_proxy", "all_proxy"))}
+        env.update(PATH=SYSTEM_PATH, PYTHONPATH=str(REPO), **self.env)
+        d = self.workdir
+        cmd = [str(self.prefix / "bin" / "freeswitch"), "-nonat", "-ncwait",
+               "-conf", str(d / "conf"), "-log", str(d / "log"), "-db", str(d / "db"), "-run", str(d / "run"),
+               "-temp", str(d / "temp"), "-storage", str(d / "storage"), "-recordings", str(d / "recordings"),
+               "-sounds", str(d / "sounds"), "-scripts", str(d / "scripts")]
+        subprocess.run(cmd, env=env, timeout=timeout, check=True, capture_output=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.cli("status").startswith("UP"):
+                return
+            time.sleep(0.2)
+        raise RuntimeError("FreeSWITCH did not come up:\n" + self.log_tail())
+
+    @property
+    def pid(self) -> Optional[int]:
+        try:
+            return int((self.workdir / "run" / "freeswitch.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def alive(self) -> bool:
+        pid = self.pid
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+    def cli(self, command: str, timeout: float = 20) -> str:
+        out = subprocess.run([str(self.prefix / "bin" / "fs_cli"), "-H", "127.0.0.1", "-P", str(self.esl_port),
+                              "-p", PASSWORD, "-x", command], capture_output=True, text=True, timeout=timeout)
+        return out.stdout.strip()
+
+    def stop(self, timeout: float = 30) -> bool:
+        """fs_cli shutdown; True if the process exited by itself within the timeout."""
+        pid = self.pid
+        if pid is None:
+            return True
+        try:
+            self.cli("shutdown", timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                return True
+            time.sleep(0.2)
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
+        return False
+
+    def log_tail(self, lines: int = 80) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""

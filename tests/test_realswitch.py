@@ -1,0 +1,281 @@
+"""openai_s2s inside a real FreeSWITCH, driven through fs_cli and a real ESL client (greenswitch).
+
+Skipped, with the reason, where no FreeSWITCH with mod_python3 is installed. The switch
+is started from the project's freeswitch_conf (python.conf.xml's startup-script
+registers the API) with a minimal configuration around it; calls are loopback calls:
+leg A is "the caller" (tones are played into it, and what it hears is recorded), leg B
+is the channel the module works on.
+"""
+import base64
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+import realswitch
+from engine_harness import dominant_freq, loud
+
+REASON = realswitch.missing_reason()
+pytestmark = [pytest.mark.realswitch, pytest.mark.skipif(REASON is not None, reason=str(REASON))]
+
+KEY = "sk-realswitch-test-KEY-0123456789"
+SUBCLASSES = ("openai_s2s::connect", "openai_s2s::connect_failed", "openai_s2s::server_event",
+              "openai_s2s::disconnect", "openai_s2s::buffer_overrun")
+
+
+def dialplan(server_url: str) -> str:
+    return f"""
+      <extension name="park"><condition field="destination_number" expression="^park$">
+        <action application="set" data="send_silence_when_idle=-1"/>
+        <action application="answer"/>
+        <action application="park"/>
+      </condition></extension>
+      <extension name="agent"><condition field="destination_number" expression="^agent$">
+        <action application="set" data="openai_s2s_host={server_url}"/>
+        <action application="set" data="openai_s2s_api_key={KEY}"/>
+        <action application="set" data="openai_s2s_instructions=You are the real-switch test agent."/>
+        <action application="set" data="openai_s2s_greeting=Say hello."/>
+        <action application="python" data="openai_s2s"/>
+        <action application="hangup"/>
+      </condition></extension>"""
+
+
+@pytest.fixture(scope="module")
+def server():
+    from openai_s2s.localserver import LocalRealtimeServer
+    with LocalRealtimeServer(api_key=KEY, speed=4.0, reply="echo") as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def fs(server, tmp_path_factory):
+    switch = realswitch.RealSwitch(tmp_path_factory.mktemp("fs"), dialplan(server.url))
+    switch.start()
+    deadline = time.monotonic() + 30
+    while "1 total" not in switch.cli("show api uuid_openai_s2s") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    yield switch
+    if switch.alive():
+        switch.stop()
+
+
+@pytest.fixture(scope="module")
+def esl(fs):
+    import gevent
+    import greenswitch
+
+    class JsonESL(greenswitch.InboundESL):
+        """greenswitch, keeping event-json bodies whole (its plain-event parser splits lines)."""
+        def handle_event(self, event):
+            if event.headers.get("Content-Type") == "text/event-json":
+                data = self._read_socket(self.sock_file, int(event.headers["Content-Length"]))
+                event.headers = orjson.loads(data)
+                self._esl_event_queue.put(event)
+            else:
+                super().handle_event(event)
+
+    client = JsonESL("127.0.0.1", fs.esl_port, realswitch.PASSWORD)
+    client.connect()
+    client.events = []
+    for subclass in SUBCLASSES:
+        client.register_handle(subclass, lambda event: client.events.append(event.headers))
+    client.send("event json CUSTOM " + " ".join(SUBCLASSES))
+    client.wait = lambda seconds: gevent.sleep(seconds)
+    yield client
+    client.stop()
+
+
+def api(esl, command: str) -> str:
+    return esl.send(f"api {command}").data.strip()
+
+
+def wait_event(esl, subclass, predicate=lambda e: True, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in list(esl.events):
+            if event.get("Event-Subclass") == subclass and predicate(event):
+                return event
+        esl.wait(0.05)
+    return None
+
+
+def server_event(esl, uuid, kind, timeout=10.0):
+    return wait_event(esl, "openai_s2s::server_event", lambda e: e.get("Unique-ID") == uuid
+                      and orjson.loads(e.get("_body", "{}")).get("type") == kind, timeout)
+
+
+def new_call(fs, esl, name: str, extension: str = "park"):
+    """Leg A (the caller, recording what it hears) and leg B (the module's channel)."""
+    a = f"caller-{name}"
+    record = fs.workdir / f"{name}.wav"
+    reply = api(esl, f"originate {{origination_uuid={a},RECORD_READ_ONLY=true,RECORD_STEREO=false}}"
+                     f"loopback/{extension}/default &record({record})")
+    assert reply.startswith("+OK"), reply
+    b = ""
+    for _ in range(50):
+        b = api(esl, f"uuid_getvar {a} other_loopback_leg_uuid")
+        if b and not b.startswith("-ERR") and b != "_undef_":
+            break
+        esl.wait(0.05)
+    return a, b, record
+
+
+def recorded(path: Path) -> bytes:
+    with wave.open(str(path)) as w:
+        return w.readframes(w.getnframes())
+
+
+def uplink_audio(connection) -> bytes:
+    return b"".join(base64.b64decode(e["audio"]) for e in list(connection.received)
+                    if e.get("type") == "input_audio_buffer.append")
+
+
+def session_status(esl, uuid):
+    reply = api(esl, f"uuid_openai_s2s {uuid} status")
+    assert reply.startswith("+OK"), reply
+    return orjson.loads(reply[4:])
+
+
+def no_leftovers(fs, esl, uuid):
+    assert "openai_s2s" not in api(esl, f"uuid_buglist {uuid}")
+    status = orjson.loads(fs.cli("uuid_openai_s2s status")[4:])
+    assert status["sessions"] == [] and status["threads"] == 0, status
+
+
+def test_api_is_registered(fs):
+    listing = fs.cli("show api uuid_openai_s2s")
+    assert "uuid_openai_s2s,OpenAI Realtime speech-to-speech" in listing and "1 total" in listing
+    assert fs.cli("uuid_openai_s2s").startswith("-USAGE: uuid_openai_s2s <uuid> session.create")
+    assert fs.cli("uuid_openai_s2s no-such-uuid session.delete") == "-ERR no openai_s2s session on no-such-uuid"
+    assert fs.cli("python openai_s2s status").startswith('+OK {"sessions":[]')   # the fallback entry point
+
+
+def test_parked_call_audio_both_ways_barge_in_and_delete(fs, esl, server):
+    a, b, record = new_call(fs, esl, "parked")
+    mark = len(server.connections)
+    # bgapi through ESL, as an application would send it
+    reply = api(esl, f"uuid_openai_s2s {b} session.create {server.url} v1/realtime?model=gpt-realtime bearer {KEY}")
+    assert reply.startswith("+OK connecting"), reply
+    connect = wait_event(esl, "openai_s2s::connect", lambda e: e.get("Unique-ID") == b)
+    assert connect is not None and connect["llm-vendor"] == "openai" and connect["Channel-Name"]
+    assert server.wait_for(lambda: len(server.connections) > mark)
+    conn = server.connections[mark]
+    # the seed README's beta-shaped session.update, through fs_cli this time
+    update = {"type": "session.update", "session": {
+        "input_audio_transcription": {"model": "whisper-1"},
+        "turn_detection": {"type": "server_vad", "threshold": 0.8, "prefix_padding_ms": 300,
+                           "silence_duration_ms": 300}}}
+    assert fs.cli(f"uuid_openai_s2s {b} client.event {orjson.dumps(update).decode()}").startswith("+OK")
+    assert server_event(esl, b, "session.updated")
+    # a tone played to the caller leg arrives at the server as that tone
+    api(esl, f"uuid_broadcast {a} tone_stream://%(600,0,440) aleg")
+    assert server_event(esl, b, "input_audio_buffer.speech_started")
+    assert server.wait_for(lambda: len(loud(uplink_audio(conn))) > 24000 * 2 * 0.5, 10)
+    assert abs(dominant_freq(loud(uplink_audio(conn)), 24000) - 440) < 5
+    # the server's echo reaches the caller leg as that audio
+    assert server_event(esl, b, "output_audio.playback_started")
+    stopped = server_event(esl, b, "output_audio.playback_stopped")
+    assert orjson.loads(stopped["_body"])["completion_reason"] == "completed"
+    status = session_status(esl, b)
+    assert status["counters"]["frames_out"] > 0 and status["media"]["frames_written"] > 0
+    # barge-in: a long reply, then the caller talks over it
+    server.reply = "tone"
+    server.speed = 1.5
+    try:
+        api(esl, f"uuid_openai_s2s {b} client.event {{\"type\":\"response.create\"}}")
+        assert server_event(esl, b, "output_audio.playback_started")
+        esl.wait(0.3)
+        api(esl, f"uuid_broadcast {a} tone_stream://%(500,0,300) aleg")
+        interrupted = wait_event(esl, "openai_s2s::server_event", lambda e: e.get("Unique-ID") == b and
+                                 orjson.loads(e["_body"]).get("completion_reason") == "interrupted")
+        assert interrupted is not None
+        assert server.wait_for(lambda: conn.truncations, 5)
+        status = session_status(esl, b)
+        assert status["counters"]["barge_ins"] == 1
+        assert status["counters"]["frames_after_barge_in"] <= 1     # silent within one frame
+        assert conn.truncations[0]["audio_end_ms"] <= status["counters"]["frames_out"] * 20
+    finally:
+        server.reply, server.speed = "echo", 4.0
+    # media timing on the real media thread
+    assert status["media"]["write_callbacks"] > 50
+    print("media:", status["media"], "latency:", status["latency_ms"])
+    assert fs.cli(f"uuid_openai_s2s {b} session.delete") == "+OK session deleted"
+    disconnect = wait_event(esl, "openai_s2s::disconnect", lambda e: e.get("Unique-ID") == b)
+    assert orjson.loads(disconnect["_body"])["reason"] == "session.delete"
+    no_leftovers(fs, esl, b)
+    api(esl, f"uuid_kill {a}")
+    esl.wait(0.5)
+    echo = loud(recorded(record))
+    assert len(echo) > 8000 * 2 * 0.3, "the caller heard no model audio"
+    assert abs(dominant_freq(echo[: 8000 * 2 * 1], 8000) - 440) < 8
+    assert KEY not in fs.log_text()
+
+
+def test_hangup_ends_the_session(fs, esl, server):
+    a, b, _ = new_call(fs, esl, "hangup")
+    api(esl, f"uuid_openai_s2s {b} session.create {server.url} v1/realtime bearer {KEY}")
+    assert wait_event(esl, "openai_s2s::connect", lambda e: e.get("Unique-ID") == b)
+    api(esl, f"uuid_openai_s2s {b} client.event {{\"type\":\"session.update\",\"session\":{{\"type\":\"realtime\"}}}}")
+    api(esl, f"uuid_broadcast {a} tone_stream://%(400,0,500) aleg")
+    assert server_event(esl, b, "output_audio.playback_started")
+    api(esl, f"uuid_kill {a}")         # hang up while audio flows both ways
+    disconnect = wait_event(esl, "openai_s2s::disconnect", lambda e: e.get("Unique-ID") == b)
+    assert disconnect is not None and orjson.loads(disconnect["_body"])["reason"] == "hangup"
+    deadline = time.monotonic() + 5
+    while orjson.loads(fs.cli("uuid_openai_s2s status")[4:])["threads"] and time.monotonic() < deadline:
+        esl.wait(0.1)
+    no_leftovers(fs, esl, b)
+
+
+def test_remote_close_ends_the_session(fs, esl, server):
+    a, b, _ = new_call(fs, esl, "remote")
+    server.set_fault("close_after:2")     # session.created, session.updated, then close 1011
+    try:
+        api(esl, f"uuid_openai_s2s {b} session.create {server.url} v1/realtime bearer {KEY}")
+        assert wait_event(esl, "openai_s2s::connect", lambda e: e.get("Unique-ID") == b)
+        api(esl, f"uuid_openai_s2s {b} client.event {{\"type\":\"session.update\",\"session\":{{\"type\":\"realtime\"}}}}")
+        disconnect = wait_event(esl, "openai_s2s::disconnect", lambda e: e.get("Unique-ID") == b)
+    finally:
+        server.set_fault(None)
+    assert orjson.loads(disconnect["_body"])["code"] == 1011
+    esl.wait(0.3)
+    no_leftovers(fs, esl, b)
+    api(esl, f"uuid_kill {a}")
+
+
+def test_dialplan_agent_app(fs, esl, server):
+    mark = len(server.connections)
+    a, b, record = new_call(fs, esl, "agent", extension="agent")
+    connect = wait_event(esl, "openai_s2s::connect", lambda e: e.get("Unique-ID") == b)
+    assert connect is not None
+    assert server.wait_for(lambda: len(server.connections) > mark)
+    conn = server.connections[mark]
+    assert server.wait_for(lambda: any(e["type"] == "session.update" for e in conn.received))
+    update = [e for e in conn.received if e["type"] == "session.update"][0]
+    assert update["session"]["instructions"] == "You are the real-switch test agent."
+    assert update["session"]["audio"]["input"]["format"] == {"type": "audio/pcmu"}   # 8 kHz loopback
+    assert server_event(esl, b, "response.done")          # the greeting
+    assert server_event(esl, b, "output_audio.playback_stopped")
+    api(esl, f"uuid_kill {a}")
+    disconnect = wait_event(esl, "openai_s2s::disconnect", lambda e: e.get("Unique-ID") == b)
+    assert disconnect is not None
+    esl.wait(0.5)
+    greeting = loud(recorded(record))
+    assert abs(dominant_freq(greeting, 8000) - 440) < 8     # no caller audio: the server's tone
+    no_leftovers(fs, esl, b)
+
+
+def test_shutdown_with_sessions_active(fs, esl, server):
+    """Last: shut the switch down with two live sessions; it must exit cleanly."""
+    calls = [new_call(fs, esl, f"shutdown{i}") for i in range(2)]
+    for a, b, _ in calls:
+        api(esl, f"uuid_openai_s2s {b} session.create {server.url} v1/realtime bearer {KEY}")
+        assert wait_event(esl, "openai_s2s::connect", lambda e, b=b: e.get("Unique-ID") == b)
+        api(esl, f"uuid_openai_s2s {b} client.event {{\"type\":\"session.update\",\"session\":{{\"type\":\"realtime\"}}}}")
+    assert fs.stop(timeout=40), "the switch did not exit by itself:\n" + fs.log_tail()
+    log = fs.log_text()
+    assert "Segmentation" not in log and "Fatal Python error" not in log
+    assert KEY not in log
