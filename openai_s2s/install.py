@@ -311,10 +311,13 @@ def doctor(paths: Paths, cli_args: Sequence[str] = ()) -> List[Check]:
     if have:
         path = [str(paths.target)] if paths.target else []
         path.append(str(paths.script_dir))
-        code = ("import importlib, sys\nmissing = []\n"
-                "for name in ('openai_s2s', 'websocket', 'orjson', 'samplerate', 'numpy', 'freeswitch'):\n"
+        # freeswitch.py imports _freeswitch, which only exists inside the switch: find it, don't import it
+        code = ("import importlib, importlib.util\nmissing = []\n"
+                "for name in ('openai_s2s', 'websocket', 'orjson', 'samplerate', 'numpy'):\n"
                 "    try:\n        importlib.import_module(name)\n"
                 "    except Exception as exc:\n        missing.append('%s (%s)' % (name, exc))\n"
+                "if importlib.util.find_spec('freeswitch') is None:\n"
+                "    missing.append('freeswitch (no freeswitch.py: it comes with mod_python3)')\n"
                 "print('; '.join(missing))")
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": os.pathsep.join(path)}
         # cwd "/": run from a checkout, "-c" would find the package in the current directory

@@ -30,17 +30,24 @@ def find_prefix() -> Optional[Path]:
     return None
 
 
+def mod_dir(prefix: Path) -> Optional[Path]:
+    for path in (prefix / "lib" / "freeswitch" / "mod", prefix / "lib" / "x86_64-linux-gnu" / "freeswitch" / "mod",
+                 prefix / "mod"):
+        if (path / "mod_python3.so").exists():
+            return path
+    return None
+
+
 def missing_reason() -> Optional[str]:
     """Why the real-switch tests cannot run here, or None if they can."""
     prefix = find_prefix()
     if prefix is None:
         return "no FreeSWITCH found (set FREESWITCH_PREFIX, or install to /usr/local/freeswitch)"
-    mods = [p for p in (prefix / "lib" / "freeswitch" / "mod", prefix / "lib" / "x86_64-linux-gnu" / "freeswitch" / "mod",
-                        prefix / "mod") if (p / "mod_python3.so").exists()]
-    if not mods:
+    mods = mod_dir(prefix)
+    if mods is None:
         return f"FreeSWITCH at {prefix} has no mod_python3"
     for mod in MODULES:
-        if not (mods[0] / f"{mod}.so").exists():
+        if not (mods / f"{mod}.so").exists():
             return f"FreeSWITCH at {prefix} lacks {mod}"
     probe = subprocess.run(["/usr/bin/python3", "-c", "import websocket, orjson, samplerate"],
                            capture_output=True)
@@ -55,12 +62,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _config(workdir: Path, esl_port: int, dialplan: str) -> str:
-    modules = "\n".join(f'<load module="{m}"/>' for m in MODULES)
-    return f"""<?xml version="1.0"?>
-<document type="freeswitch/xml">
-  <section name="configuration" description="test switch">
-    <configuration name="switch.conf" description="core">
+def _core_configs(workdir: Path, esl_port: int, modules: str) -> Dict[str, str]:
+    """The switch's own configurations (everything but the project's files), by file name."""
+    return {
+        "switch.conf.xml": """<configuration name="switch.conf" description="core">
       <settings>
         <param name="colorize-console" value="false"/>
         <param name="max-sessions" value="2000"/>
@@ -69,28 +74,39 @@ def _config(workdir: Path, esl_port: int, dialplan: str) -> str:
         <param name="rtp-start-port" value="40000"/>
         <param name="rtp-end-port" value="41000"/>
       </settings>
-    </configuration>
-    <configuration name="modules.conf" description="modules"><modules>{modules}</modules></configuration>
-    <configuration name="console.conf" description="console">
+    </configuration>""",
+        "modules.conf.xml": f"""<configuration name="modules.conf" description="modules">
+      <modules>
+{modules}
+      </modules>
+    </configuration>""",
+        "console.conf.xml": """<configuration name="console.conf" description="console">
       <mappings><map name="all" value="console,debug,info,notice,warning,err,crit,alert"/></mappings>
       <settings><param name="colorize" value="false"/><param name="loglevel" value="info"/></settings>
-    </configuration>
-    <configuration name="logfile.conf" description="log file">
+    </configuration>""",
+        "logfile.conf.xml": f"""<configuration name="logfile.conf" description="log file">
       <settings><param name="rotate-on-hup" value="true"/></settings>
       <profiles><profile name="default">
         <settings><param name="logfile" value="{workdir}/log/freeswitch.log"/></settings>
         <mappings><map name="all" value="debug,info,notice,warning,err,crit,alert"/></mappings>
       </profile></profiles>
-    </configuration>
-    <configuration name="event_socket.conf" description="ESL">
+    </configuration>""",
+        "event_socket.conf.xml": f"""<configuration name="event_socket.conf" description="ESL">
       <settings>
         <param name="nat-map" value="false"/>
         <param name="listen-ip" value="127.0.0.1"/>
         <param name="listen-port" value="{esl_port}"/>
         <param name="password" value="{PASSWORD}"/>
       </settings>
-    </configuration>
-    <!-- the project's own files: python.conf.xml (startup-script) and openai_s2s.conf.xml -->
+    </configuration>""",
+    }
+
+
+def _document(configs: str, dialplan: str) -> str:
+    return f"""<?xml version="1.0"?>
+<document type="freeswitch/xml">
+  <section name="configuration" description="test switch">
+{configs}
     <X-PRE-PROCESS cmd="include" data="autoload_configs/*.xml"/>
   </section>
   <section name="dialplan" description="test dialplan">
@@ -103,8 +119,13 @@ def _config(workdir: Path, esl_port: int, dialplan: str) -> str:
 
 
 class RealSwitch:
-    def __init__(self, workdir: Path, dialplan: str, env: Optional[Dict[str, str]] = None):
+    def __init__(self, workdir: Path, dialplan: str, env: Optional[Dict[str, str]] = None,
+                 as_installed: bool = False):
+        """as_installed: lay the conf out as a vanilla switch's (one file per configuration,
+        mod_python3 commented out, no openai_s2s files, no PYTHONPATH) for the installer to
+        complete; otherwise the project's freeswitch_conf is included and PYTHONPATH is the repo."""
         self.prefix = find_prefix()
+        self.as_installed = as_installed
         self.workdir = workdir
         self.esl_port = free_port()
         self.dialplan = dialplan
@@ -119,18 +140,33 @@ class RealSwitch:
         for sub in ("conf", "log", "db", "run", "temp", "storage", "recordings", "sounds", "scripts",
                     "conf/openai_s2s"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
-        shutil.copytree(REPO / "freeswitch_conf" / "autoload_configs", self.conf / "autoload_configs",
-                        dirs_exist_ok=True)
-        (self.conf / "freeswitch.xml").write_text(_config(self.workdir, self.esl_port, self.dialplan))
+        autoload = self.conf / "autoload_configs"
+        autoload.mkdir(exist_ok=True)
+        modules = "\n".join(f'        <load module="{m}"/>' for m in MODULES)
+        if self.as_installed:
+            modules = modules.replace('<load module="mod_python3"/>', '<!-- <load module="mod_python3"/> -->')
+        configs = _core_configs(self.workdir, self.esl_port, modules)
+        if self.as_installed:
+            for name, text in configs.items():
+                (autoload / name).write_text(text + "\n")
+            inline = ""
+        else:
+            # the project's own files: python.conf.xml (startup-script) and openai_s2s.conf.xml
+            shutil.copytree(REPO / "freeswitch_conf" / "autoload_configs", autoload, dirs_exist_ok=True)
+            inline = "\n".join(configs.values())
+        (self.conf / "freeswitch.xml").write_text(_document(inline, self.dialplan))
 
-    def start(self, timeout: float = 60) -> None:
-        self.write_conf()
+    def start(self, timeout: float = 60, write_conf: bool = True) -> None:
+        if write_conf:
+            self.write_conf()
         # The embedded Python finds its prefix through "python3" on PATH: a pyenv or venv
         # python3 first on PATH would give Debian's libpython another installation's stdlib.
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("PYENV", "PYTHON", "VIRTUAL_ENV", "OPENAI", "http_proxy",
                                     "https_proxy", "all_proxy"))}
-        env.update(PATH=SYSTEM_PATH, PYTHONPATH=str(REPO), **self.env)
+        env.update(PATH=SYSTEM_PATH, **self.env)
+        if not self.as_installed:
+            env["PYTHONPATH"] = str(REPO)
         d = self.workdir
         cmd = [str(self.prefix / "bin" / "freeswitch"), "-nonat", "-ncwait",
                "-conf", str(d / "conf"), "-log", str(d / "log"), "-db", str(d / "db"), "-run", str(d / "run"),
