@@ -125,6 +125,21 @@ PROTOTYPES = {
     "switch_loadable_module_unload_module": (c_int, [c_char_p, c_char_p, c_int, POINTER(c_char_p)]),
     "switch_console_set_complete": (c_int, [c_char_p]),
 }
+# What tests/test_realswitch_native.py compiles against the installed headers: each struct's
+# C name and whether it is declared whole (size checked) or only as a prefix (offsets only),
+# and the constants above by their C names.
+C_STRUCTS = [(SwitchFrame, "switch_frame_t", True),
+             (SwitchCodecImplementation, "switch_codec_implementation_t", True),
+             (SwitchStreamHandle, "switch_stream_handle_t", False),
+             (SwitchApiInterface, "switch_api_interface_t", True)]
+C_CONSTANTS = ["SWITCH_STATUS_SUCCESS", "SWITCH_STATUS_FALSE", "SWITCH_STATUS_NOUNLOAD", "SWITCH_FALSE",
+               "SWITCH_TRUE", "SWITCH_ABC_TYPE_INIT", "SWITCH_ABC_TYPE_READ", "SWITCH_ABC_TYPE_WRITE",
+               "SWITCH_ABC_TYPE_WRITE_REPLACE", "SWITCH_ABC_TYPE_READ_REPLACE", "SWITCH_ABC_TYPE_READ_PING",
+               "SWITCH_ABC_TYPE_CLOSE", "SMBF_READ_STREAM", "SMBF_WRITE_STREAM", "SMBF_WRITE_REPLACE",
+               "SMBF_NO_PAUSE", "SWITCH_API_INTERFACE", "SWITCH_EVENT_CUSTOM", "SWITCH_STACK_BOTTOM",
+               "SWITCH_RECOMMENDED_BUFFER_SIZE", "SWITCH_LOG_DEBUG", "SWITCH_LOG_INFO", "SWITCH_LOG_NOTICE",
+               "SWITCH_LOG_WARNING", "SWITCH_LOG_ERROR", "SWITCH_LOG_CRIT"]
+
 # Variadic or macro-only functions are deliberately absent: ctypes cannot call a
 # C variadic function portably, so bodies go through the SWIG Event instead.
 
