@@ -31,12 +31,14 @@ def _bug_callback(bug, user_data, abc_type):  # media thread
     try:
         call = _bugs.get(user_data or 0)
         if call is not None:
+            start = time.perf_counter()
             if abc_type == native.SWITCH_ABC_TYPE_READ:
                 call._on_read(bug)
             elif abc_type == native.SWITCH_ABC_TYPE_WRITE_REPLACE:
                 call._on_write_replace(bug)
             elif abc_type == native.SWITCH_ABC_TYPE_CLOSE:
                 call._on_close()
+            call.callback_seconds += time.perf_counter() - start
     except BaseException:  # an exception must never unwind into the switch
         pass
     return native.SWITCH_TRUE
@@ -67,6 +69,8 @@ class FsCall:
         self.write_gap_max = 0.0      # seconds between WRITE_REPLACE callbacks (issue 3, fact 4)
         self.write_gaps_over_40ms = 0
         self._last_write = 0.0
+        self.gap_histogram = [0] * 101   # 1 ms bins of the gap between write callbacks, last = 100+
+        self.callback_seconds = 0.0     # time spent in our media callbacks (the module's media cost)
 
     # host.CallMedia
     def variable(self, name: str) -> Optional[str]:
@@ -122,8 +126,11 @@ class FsCall:
     def stats(self) -> Dict[str, float]:
         return {"frames_read": self.frames_read, "frames_written": self.frames_written,
                 "write_callbacks": self.write_callbacks,
+                "write_gap_p50_ms": histogram_quantile(self.gap_histogram, 0.5),
+                "write_gap_p99_ms": histogram_quantile(self.gap_histogram, 0.99),
                 "write_gap_max_ms": round(self.write_gap_max * 1000, 1),
-                "write_gaps_over_40ms": self.write_gaps_over_40ms}
+                "write_gaps_over_40ms": self.write_gaps_over_40ms,
+                "callback_ms": round(self.callback_seconds * 1000, 1)}
 
     # media thread --------------------------------------------------------------
     def _on_read(self, bug) -> None:
@@ -140,9 +147,10 @@ class FsCall:
         now = time.monotonic()
         if self._last_write:
             gap = now - self._last_write
+            self.gap_histogram[min(int(gap * 1000), 100)] += 1
             if gap > self.write_gap_max:
                 self.write_gap_max = gap
-            if gap > 0.04:
+            if gap > 0.04:   # the frame came more than 20 ms late
                 self.write_gaps_over_40ms += 1
         self._last_write = now
         self.write_callbacks += 1
@@ -172,6 +180,19 @@ class FsCall:
         closed = self._closed_cb
         if closed is not None:
             closed()
+
+
+def histogram_quantile(histogram, q: float) -> Optional[int]:
+    """The q-quantile, in ms, of a 1 ms-bin histogram (None when empty)."""
+    total = sum(histogram)
+    if not total:
+        return None
+    rank, seen = q * total, 0
+    for ms, count in enumerate(histogram):
+        seen += count
+        if seen >= rank:
+            return ms
+    return len(histogram) - 1
 
 
 def read_impl(lib: native.Lib, session: int):

@@ -18,6 +18,7 @@ class Frame(NamedTuple):
     item: Tuple[str, int]   # (item_id, content_index) the audio belongs to
     end_sample: int         # samples of that item played once this frame is out
     received: float         # monotonic time its delta arrived, 0.0 if not the first frame of a delta
+    idle_start: bool = False  # its delta arrived to an empty buffer: measures latency without queueing
 
 
 class Flushed(NamedTuple):
@@ -38,6 +39,7 @@ class PlayoutBuffer:
         self._partial = bytearray()
         self._partial_item: Optional[Tuple[str, int]] = None
         self._partial_received = 0.0
+        self._partial_idle_start = False
         self._item_samples = 0
         self.streaming = False       # an item's audio is still arriving
         self.overruns = 0
@@ -50,6 +52,9 @@ class PlayoutBuffer:
         self.flushed_item: Optional[Tuple[str, int]] = None
         self.frames_after_flush = 0
         self.latencies: Deque[float] = collections.deque(maxlen=512)
+        # delta received -> first sample out, for deltas that found nothing queued ahead of them
+        # (the server streams faster than real time, so later deltas wait behind earlier audio)
+        self.idle_latencies: Deque[float] = collections.deque(maxlen=512)
 
     # -- producer side ------------------------------------------------------
     def push(self, item: Tuple[str, int], pcm: bytes, received: float) -> bool:
@@ -64,6 +69,7 @@ class PlayoutBuffer:
         if not self._partial_received:
             # the next frame out holds this delta's first sample (after any partial before it)
             self._partial_received = received
+            self._partial_idle_start = not self._frames and not self._partial
         self._partial += pcm
         while len(self._partial) >= self.frame_bytes:
             self._emit(bytes(self._partial[:self.frame_bytes]))
@@ -79,8 +85,10 @@ class PlayoutBuffer:
 
     def _emit(self, pcm: bytes) -> None:
         self._item_samples += self.frame_samples
-        self._frames.append(Frame(pcm, self._partial_item, self._item_samples, self._partial_received))
+        self._frames.append(Frame(pcm, self._partial_item, self._item_samples, self._partial_received,
+                                  self._partial_idle_start))
         self._partial_received = 0.0
+        self._partial_idle_start = False
 
     def flush(self) -> Flushed:
         """Drop everything queued; say which item the caller was hearing and how much of it."""
@@ -125,5 +133,8 @@ class PlayoutBuffer:
         if frame.item == self.flushed_item:
             self.frames_after_flush += 1
         if frame.received:
-            self.latencies.append(time.monotonic() - frame.received)
+            latency = time.monotonic() - frame.received
+            self.latencies.append(latency)
+            if frame.idle_start:
+                self.idle_latencies.append(latency)
         return None if self.muted else frame.pcm

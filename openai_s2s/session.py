@@ -382,6 +382,7 @@ class Session:
                 "frames_after_barge_in": playout.frames_after_flush,
             },
             "latency_ms": {"uplink": _percentiles(self.uplink_latency),
-                           "downlink": _percentiles(playout.latencies)},
+                           "downlink": _percentiles(playout.latencies),
+                           "downlink_idle": _percentiles(playout.idle_latencies)},
             "media": self.call.stats() if hasattr(self.call, "stats") else {},
         }

@@ -1,3 +1,5 @@
+import time
+
 from openai_s2s.playout import PlayoutBuffer
 
 FRAME = 160  # 20 ms at 8 kHz
@@ -80,3 +82,25 @@ def test_downlink_latency_recorded_for_first_frame_of_each_delta():
     buf.next_frame()
     buf.next_frame()
     assert len(buf.latencies) == 1
+
+
+def test_idle_latency_counts_only_deltas_that_found_the_buffer_empty():
+    buf = PlayoutBuffer(rate=8000, frame_samples=160, max_ms=10000)
+    now = time.monotonic()
+    buf.push(("i", 0), bytes(320 * 3), now)        # arrives to an empty buffer
+    buf.push(("i", 0), bytes(320 * 3), now)        # queued behind three frames
+    for _ in range(6):
+        buf.next_frame()
+    assert len(buf.latencies) == 2 and len(buf.idle_latencies) == 1
+
+
+def test_histogram_quantile_of_write_gaps():
+    from openai_s2s.fsbridge import histogram_quantile
+    hist = [0] * 101
+    assert histogram_quantile(hist, 0.5) is None
+    hist[20] = 98
+    hist[21] = 1
+    hist[100] = 1          # one gap of 100 ms or more
+    assert histogram_quantile(hist, 0.5) == 20
+    assert histogram_quantile(hist, 0.99) == 21
+    assert histogram_quantile(hist, 1.0) == 100

@@ -33,6 +33,11 @@ def dialplan(server_url: str) -> str:
         <action application="answer"/>
         <action application="park"/>
       </condition></extension>
+      <extension name="bridged"><condition field="destination_number" expression="^bridged$">
+        <action application="set" data="loopback_bowout=false"/>
+        <action application="answer"/>
+        <action application="bridge" data="{{loopback_bowout=false}}loopback/park/default"/>
+      </condition></extension>
       <extension name="agent"><condition field="destination_number" expression="^agent$">
         <action application="set" data="openai_s2s_host={server_url}"/>
         <action application="set" data="openai_s2s_api_key={KEY}"/>
@@ -244,6 +249,50 @@ def test_remote_close_ends_the_session(fs, esl, server):
     esl.wait(0.3)
     no_leftovers(fs, esl, b)
     api(esl, f"uuid_kill {a}")
+
+
+def band_power(pcm: bytes, rate: int, freq: float) -> float:
+    """Share of the signal's energy within 20 Hz of freq."""
+    x = np.frombuffer(pcm, "<i2").astype(float)
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
+    bins = np.fft.rfftfreq(len(x), 1 / rate)
+    return float(spec[np.abs(bins - freq) < 20].sum() / spec.sum())
+
+
+def test_bridged_call_hears_the_model_mixed_with_the_other_leg(fs, esl, server):
+    """Caller A -> B (bridged to C, whose far end D plays a 1000 Hz tone); the module on B
+    mixes the model's 440 Hz echo into what B sends A: A hears both."""
+    a, b, record = new_call(fs, esl, "bridged", extension="bridged")
+    c = ""
+    for _ in range(100):
+        c = api(esl, f"uuid_getvar {b} bridge_uuid")
+        if c and not c.startswith("-ERR") and c != "_undef_":
+            break
+        esl.wait(0.05)
+    d = api(esl, f"uuid_getvar {c} other_loopback_leg_uuid")
+    assert not d.startswith("-ERR") and d != "_undef_", (c, d)
+    api(esl, f"uuid_openai_s2s {b} session.create {server.url} v1/realtime bearer {KEY}")
+    assert wait_event(esl, "openai_s2s::connect", lambda e: e.get("Unique-ID") == b)
+    api(esl, f"uuid_openai_s2s {b} client.event {{\"type\":\"session.update\",\"session\":{{\"type\":\"realtime\"}}}}")
+    assert server_event(esl, b, "session.updated")
+    api(esl, f"uuid_broadcast {d} tone_stream://%(8000,0,1000) aleg")     # the other party, throughout
+    esl.wait(0.5)
+    api(esl, f"uuid_broadcast {a} tone_stream://%(600,0,440) aleg")       # the caller speaks
+    assert server_event(esl, b, "output_audio.playback_started")
+    assert server_event(esl, b, "output_audio.playback_stopped")
+    status = session_status(esl, b)
+    api(esl, f"uuid_openai_s2s {b} session.delete")
+    api(esl, f"uuid_kill {a}")
+    esl.wait(0.5)
+    heard = recorded(record)
+    # the 500 ms window where the echo is loudest holds both tones
+    x = np.frombuffer(heard, "<i2").astype(float)
+    window = 4000
+    best = max(range(0, len(x) - window, 400), key=lambda i: band_power(x[i:i + window].astype("<i2").tobytes(), 8000, 440))
+    segment = x[best:best + window].astype("<i2").tobytes()
+    assert band_power(segment, 8000, 440) > 0.2, status
+    assert band_power(segment, 8000, 1000) > 0.2, status
+    no_leftovers(fs, esl, b)
 
 
 def test_dialplan_agent_app(fs, esl, server):
