@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import ctypes
 import queue
 import threading
 import time
@@ -34,6 +35,14 @@ from .protocol import (Action, End, EndAudio, Flush, Forward, Log, OpenUplink, P
 TICK = 0.02          # sender housekeeping period: playback events, pings
 JOIN_TIMEOUT = 3.0
 _APPEND_HEAD = b'{"type":"input_audio_buffer.append","audio":"'
+
+
+def _name_native_thread() -> None:
+    """Give the OS thread the Python thread's name, so top -H and /proc show which calls cost what."""
+    try:
+        ctypes.CDLL(None).prctl(15, threading.current_thread().name[:15].encode(), 0, 0, 0)  # PR_SET_NAME
+    except Exception:  # not Linux, or no prctl: names are a convenience
+        pass
 
 
 def _percentiles(samples: "Deque[float]") -> Dict[str, Optional[float]]:
@@ -231,6 +240,7 @@ class Session:
 
     # -- receiver thread ---------------------------------------------------------
     def _run_receiver(self) -> None:
+        _name_native_thread()
         reason, code = "connection lost", None
         try:
             try:
@@ -278,6 +288,7 @@ class Session:
 
     # -- sender thread -------------------------------------------------------------
     def _run_sender(self) -> None:
+        _name_native_thread()
         try:
             self._send_loop()
         except (websocket.WebSocketException, OSError) as exc:
