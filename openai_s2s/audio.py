@@ -56,7 +56,7 @@ def format_from_wire(value: object) -> Optional[AudioFormat]:
 class Resampler:
     """Streaming rate converter for 16-bit PCM that keeps its filter state between chunks."""
 
-    def __init__(self, src_rate: int, dst_rate: int, quality: str = "sinc_fastest"):
+    def __init__(self, src_rate: int, dst_rate: int, quality: str = "sinc_medium"):
         self.src_rate, self.dst_rate = src_rate, dst_rate
         self._ratio = dst_rate / src_rate
         self._converter = None
@@ -75,7 +75,7 @@ class Resampler:
 class UplinkEncoder:
     """Channel PCM -> the model's input format."""
 
-    def __init__(self, channel_rate: int, fmt: AudioFormat, quality: str = "sinc_fastest"):
+    def __init__(self, channel_rate: int, fmt: AudioFormat, quality: str = "sinc_medium"):
         self.format = fmt
         self._resampler = Resampler(channel_rate, fmt.rate, quality)
         self._encode = _ENCODERS[fmt.name]
@@ -87,7 +87,7 @@ class UplinkEncoder:
 class DownlinkDecoder:
     """The model's output format -> channel PCM."""
 
-    def __init__(self, fmt: AudioFormat, channel_rate: int, quality: str = "sinc_fastest"):
+    def __init__(self, fmt: AudioFormat, channel_rate: int, quality: str = "sinc_medium"):
         self.format = fmt
         self._decode = _DECODERS[fmt.name]
         self._resampler = Resampler(fmt.rate, channel_rate, quality)

@@ -97,7 +97,7 @@ OPTIONS = (
            "most model audio queued for the caller; more fires buffer_overrun"),
     Option("uplink_max_ms", 5000, _bounded(int, 100, 60000),
            "most caller audio waiting for the websocket; more fires buffer_overrun"),
-    Option("resampler", "sinc_fastest", _choice("sinc_best", "sinc_medium", "sinc_fastest", "linear"),
+    Option("resampler", "sinc_medium", _choice("sinc_best", "sinc_medium", "sinc_fastest", "linear"),
            "libsamplerate converter for 24 kHz pcm"),
     Option("playout_mode", "mix", _choice("mix", "replace"),
            "mix the model into what the channel plays (hold music, a bridged leg) or replace it"),

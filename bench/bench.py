@@ -1,0 +1,348 @@
+"""openai_s2s benchmark: N concurrent two-way calls in a real FreeSWITCH (not a test).
+
+    python3 bench/bench.py --calls 1,25,50,100 --seconds 20 --out bench.json [--compare old.json]
+
+Starts the local Realtime server (its own process) and a FreeSWITCH from the tests'
+minimal configuration (tests/realswitch.py), places N loopback calls whose caller leg
+plays speech-like audio in a loop (2 s talk, 3 s pause) while the server answers each turn
+with streamed audio, and reports per N: switch CPU per call and the module's share of it,
+media lateness (gap between WRITE_REPLACE callbacks), uplink and downlink latency,
+barge-in, underruns and RSS, plus a resampling-quality figure. Prints a table and writes
+JSON; --compare prints the change against an earlier run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
+import realswitch  # noqa: E402
+
+KEY = "sk-bench-0123456789"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+class Esl:
+    """The smallest inbound ESL client: auth, then blocking `api` commands."""
+
+    def __init__(self, port: int, password: str):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.buf = b""
+        self._message()
+        self.sock.sendall(f"auth {password}\n\n".encode())
+        reply = self._message()[0]
+        if "+OK" not in reply.get("Reply-Text", ""):
+            raise RuntimeError(f"ESL auth failed: {reply}")
+
+    def _read_until(self, marker: bytes) -> bytes:
+        while marker not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("ESL closed")
+            self.buf += chunk
+        head, self.buf = self.buf.split(marker, 1)
+        return head
+
+    def _message(self):
+        head = self._read_until(b"\n\n").decode()
+        headers = dict(line.split(": ", 1) for line in head.splitlines() if ": " in line)
+        body = b""
+        length = int(headers.get("Content-Length", 0))
+        while len(self.buf) < length:
+            self.buf += self.sock.recv(65536)
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return headers, body.decode(errors="replace")
+
+    def api(self, command: str) -> str:
+        self.sock.sendall(f"api {command}\n\n".encode())
+        while True:
+            headers, body = self._message()
+            if headers.get("Content-Type") == "api/response":
+                return body.strip()
+
+
+def talk_wav(path: Path, rate: int = 8000) -> None:
+    """2 s of a voiced, syllable-modulated signal, then 3 s of silence (5 s, looped by the caller)."""
+    t = np.arange(int(2.0 * rate)) / rate
+    f0 = 140 + 20 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    # harmonics up to 3.5 kHz (telephone band) and a little breath noise, so the resamplers'
+    # transition bands are exercised as real speech would
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 23))
+    voiced = voiced / np.max(np.abs(voiced)) + 0.03 * np.random.default_rng(7).standard_normal(len(t))
+    syllables = 0.55 + 0.45 * np.sin(2 * np.pi * 4 * t)
+    talk = (voiced * syllables / np.max(np.abs(voiced)) * 9000).astype("<i2")
+    pcm = np.concatenate([talk, np.zeros(int(3.0 * rate), "<i2")])
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+
+
+def proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def module_threads_cpu(pid: int) -> float:
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if (task / "comm").read_text().startswith("s2s-"):
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / TICK
+        except (OSError, IndexError):
+            continue   # the thread ended between listing and reading
+    return total
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def session_update(fmt: str) -> str:
+    wire = {"type": "audio/pcm", "rate": 24000} if fmt == "pcm" else {"type": f"audio/{fmt}"}
+    return json.dumps({"type": "session.update", "session": {"type": "realtime", "audio": {
+        "input": {"format": wire, "turn_detection": {"type": "server_vad"}}, "output": {"format": wire}}}},
+        separators=(",", ":"))
+
+
+def status_of(esl: Esl, uuid: str) -> Optional[dict]:
+    reply = esl.api(f"uuid_openai_s2s {uuid} status")
+    return json.loads(reply[4:]) if reply.startswith("+OK") else None
+
+
+def pct(values: List[float], q: float) -> Optional[float]:
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    return round(values[min(len(values) - 1, int(q * len(values)))], 2)
+
+
+def run_n(fs: realswitch.RealSwitch, esl: Esl, server_url: str, n: int, seconds: float, fmt: str,
+          talk: Path, warmup: float) -> Dict:
+    pid = fs.pid
+    rss_before = rss_mb(pid)
+    calls = []
+    for i in range(n):
+        a = f"bench-{n}-{i}-a"
+        reply = esl.api(f"originate {{origination_uuid={a},loopback_bowout=false}}loopback/park/default "
+                        f"&endless_playback({talk})")
+        if not reply.startswith("+OK"):
+            raise RuntimeError(f"originate: {reply}")
+        b = esl.api(f"uuid_getvar {a} other_loopback_leg_uuid")
+        calls.append((a, b))
+    failed = 0
+    for a, b in calls:
+        reply = esl.api(f"uuid_openai_s2s {b} session.create {server_url} v1/realtime?model=gpt-realtime bearer {KEY}")
+        failed += not reply.startswith("+OK")
+    deadline = time.monotonic() + 20
+    pending = [b for _, b in calls]
+    while pending and time.monotonic() < deadline:
+        pending = [b for b in pending if (status_of(esl, b) or {}).get("state") != "connected"]
+        time.sleep(0.2)
+    for _, b in calls:
+        esl.api(f"uuid_openai_s2s {b} client.event {session_update(fmt)}")
+    time.sleep(warmup)
+    before = {b: status_of(esl, b) for _, b in calls}
+    cpu0, mod0, t0 = proc_cpu(pid), module_threads_cpu(pid), time.monotonic()
+    rss_peak = rss_mb(pid)
+    while time.monotonic() - t0 < seconds:
+        time.sleep(1)
+        rss_peak = max(rss_peak, rss_mb(pid))
+    cpu1, mod1, t1 = proc_cpu(pid), module_threads_cpu(pid), time.monotonic()
+    after = {b: status_of(esl, b) for _, b in calls}
+    for a, _ in calls:
+        esl.api(f"uuid_kill {a}")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        listing = json.loads(esl.api("uuid_openai_s2s status")[4:])
+        if not listing["sessions"] and not listing["threads"] and "0 total" in esl.api("show calls count"):
+            break
+        time.sleep(0.5)
+    time.sleep(2)
+    rss_after = rss_mb(pid)
+
+    live = [s for s in after.values() if s]
+    callback_s = sum((after[b] or {}).get("media", {}).get("callback_ms", 0) -
+                     (before[b] or {}).get("media", {}).get("callback_ms", 0) for _, b in calls) / 1000
+    window = t1 - t0
+    switch_cpu = cpu1 - cpu0
+    media = [s["media"] for s in live]
+    lat = [s["latency_ms"] for s in live]
+    counters = [s["counters"] for s in live]
+    return {
+        "calls": n, "connected": len([s for s in live if s["state"] == "connected"]), "create_failed": failed,
+        "window_s": round(window, 1),
+        "switch_cpu_pct": round(100 * switch_cpu / window, 1),
+        "cpu_pct_per_call": round(100 * switch_cpu / window / n, 2),
+        "module_share_pct": round(100 * ((mod1 - mod0) + callback_s) / switch_cpu, 1) if switch_cpu else None,
+        "gap_p50_ms": pct([m.get("write_gap_p50_ms") for m in media], 0.5),
+        "gap_p99_ms_worst_call": pct([m.get("write_gap_p99_ms") for m in media], 1.0),
+        "gap_max_ms": pct([m.get("write_gap_max_ms") for m in media], 1.0),
+        "frames_late_20ms": sum(m.get("write_gaps_over_40ms", 0) for m in media),
+        "uplink_p50_ms": pct([x["uplink"]["p50"] for x in lat], 0.5),
+        "uplink_p99_ms_worst_call": pct([x["uplink"]["p99"] for x in lat], 1.0),
+        "downlink_idle_p50_ms": pct([x["downlink_idle"]["p50"] for x in lat], 0.5),
+        "downlink_idle_p99_ms_worst_call": pct([x["downlink_idle"]["p99"] for x in lat], 1.0),
+        "barge_ins": sum(c["barge_ins"] for c in counters),
+        "frames_after_barge_in_max": max([c["frames_after_barge_in"] for c in counters], default=None),
+        "underruns": sum(c["underruns"] for c in counters),
+        "frames_out": sum(c["frames_out"] for c in counters),
+        "rss_before_mb": round(rss_before, 1), "rss_peak_mb": round(rss_peak, 1),
+        "rss_per_call_mb": round((rss_peak - rss_before) / n, 2), "rss_after_mb": round(rss_after, 1),
+    }
+
+
+SPEEX_ROUND_TRIP = r"""
+#include <speex/speex_resampler.h>
+#include <stdio.h>
+#include <stdlib.h>
+/* stdin: int16 at 8 kHz; stdout: the same after 8k -> 24k -> 8k, quality argv[1] */
+int main(int argc, char **argv) {
+    static spx_int16_t in[1 << 20], up[3 << 20], out[1 << 20];
+    int q = atoi(argv[1]);
+    spx_uint32_t n = fread(in, 2, 1 << 20, stdin), nu = 3 << 20, no = 1 << 20;
+    SpeexResamplerState *a = speex_resampler_init(1, 8000, 24000, q, NULL);
+    SpeexResamplerState *b = speex_resampler_init(1, 24000, 8000, q, NULL);
+    speex_resampler_process_int(a, 0, in, &n, up, &nu);
+    speex_resampler_process_int(b, 0, up, &nu, out, &no);
+    fwrite(out, 2, no, stdout);
+    return 0;
+}
+"""
+
+
+def _snr(x: np.ndarray, y: np.ndarray, band: bool = False) -> float:
+    """SNR of y against x after aligning y by its best lag (every resampler delays)."""
+    m = min(len(x), len(y))
+    lags = range(0, 200)
+    lag = max(lags, key=lambda k: float(np.dot(x[: m - 400], y[k: k + m - 400])))
+    ref, got = x[400: m - 400], y[400 + lag: m - 400 + lag]
+    if band:
+        # the telephone band only (300-3400 Hz): what a caller can hear through G.711
+        keep = (np.fft.rfftfreq(len(ref), 1 / 8000) >= 300) & (np.fft.rfftfreq(len(ref), 1 / 8000) <= 3400)
+        ref, got = (np.fft.irfft(np.fft.rfft(v) * keep, len(v)) for v in (ref, got))
+    return round(float(10 * np.log10(np.sum(ref ** 2) / np.sum((ref - got) ** 2))), 1)
+
+
+def resampling_quality() -> Dict:
+    """8 kHz -> 24 kHz -> 8 kHz round trip of the speech-like talk, SNR in dB: libsamplerate's
+    converters (ours, default sinc_fastest) against speex at SWITCH_RESAMPLE_QUALITY (2), as the
+    original module resamples, when libspeexdsp's headers are here."""
+    import samplerate
+    with tempfile.TemporaryDirectory() as d:
+        talk_wav(Path(d) / "t.wav")
+        with wave.open(str(Path(d) / "t.wav")) as w:
+            pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2")[:16000]
+        x = pcm.astype(np.float64) / 32768
+        out = {}
+        for converter in ("sinc_fastest", "sinc_medium", "sinc_best"):
+            up = samplerate.resample(x.astype(np.float32), 3.0, converter)
+            back = samplerate.resample(up, 1 / 3.0, converter).astype(np.float64)
+            out[converter] = {"full": _snr(x, back), "300-3400Hz": _snr(x, back, band=True)}
+        source = Path(d) / "speex.c"
+        source.write_text(SPEEX_ROUND_TRIP)
+        build = subprocess.run(["gcc", "-O2", "-o", str(Path(d) / "speex"), str(source), "-lspeexdsp"],
+                               capture_output=True)
+        if build.returncode == 0:
+            for quality in (2, 5):
+                back = subprocess.run([str(Path(d) / "speex"), str(quality)], input=pcm.tobytes(),
+                                      capture_output=True).stdout
+                y = np.frombuffer(back, "<i2").astype(np.float64) / 32768
+                out[f"speex_q{quality}"] = {"full": _snr(x, y), "300-3400Hz": _snr(x, y, band=True)}
+    return out
+
+
+COLUMNS = ["calls", "connected", "cpu_pct_per_call", "module_share_pct", "gap_p50_ms", "gap_p99_ms_worst_call",
+           "gap_max_ms", "frames_late_20ms", "uplink_p50_ms", "uplink_p99_ms_worst_call", "downlink_idle_p50_ms",
+           "downlink_idle_p99_ms_worst_call", "frames_after_barge_in_max", "underruns", "rss_per_call_mb",
+           "rss_before_mb", "rss_after_mb"]
+
+
+def print_table(rows: List[Dict], compare: Optional[List[Dict]] = None) -> None:
+    old = {r["calls"]: r for r in compare or []}
+    for col in COLUMNS:
+        cells = []
+        for r in rows:
+            cell = f"{r.get(col)}"
+            prev = old.get(r["calls"], {}).get(col)
+            if compare is not None and isinstance(prev, (int, float)) and isinstance(r.get(col), (int, float)):
+                cell += f" ({r[col] - prev:+.2f})"
+            cells.append(cell)
+        print(f"{col:34}" + "".join(f"{c:>20}" for c in cells))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", default="1,25,50,100")
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--warmup", type=float, default=5)
+    parser.add_argument("--format", choices=("pcm", "pcmu"), default="pcm",
+                        help="wire format: pcm (24 kHz, resampled) or pcmu (8 kHz, no resampling)")
+    parser.add_argument("--out", default="bench.json")
+    parser.add_argument("--compare")
+    args = parser.parse_args()
+    reason = realswitch.missing_reason()
+    if reason:
+        print(f"cannot run: {reason}", file=sys.stderr)
+        return 2
+    workdir = Path(tempfile.mkdtemp(prefix="openai_s2s-bench-"))
+    talk = workdir / "talk.wav"
+    talk_wav(talk)
+    port = realswitch.free_port()
+    server = subprocess.Popen([sys.executable, "-m", "openai_s2s.localserver", "--port", str(port),
+                               "--api-key", KEY, "--reply", "echo"], cwd=REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dialplan = """
+      <extension name="park"><condition field="destination_number" expression="^park$">
+        <action application="set" data="send_silence_when_idle=-1"/>
+        <action application="answer"/>
+        <action application="park"/>
+      </condition></extension>"""
+    fs = realswitch.RealSwitch(workdir / "fs", dialplan)
+    rows = []
+    try:
+        fs.start()
+        deadline = time.monotonic() + 30
+        while "1 total" not in fs.cli("show api uuid_openai_s2s") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        esl = Esl(fs.esl_port, realswitch.PASSWORD)
+        esl.api("log 4")   # keep the switch's own logging out of the measurement
+        for n in [int(c) for c in args.calls.split(",")]:
+            row = run_n(fs, esl, f"ws://127.0.0.1:{port}", n, args.seconds, args.format, talk, args.warmup)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    finally:
+        fs.stop()
+        server.terminate()
+        server.wait(10)
+    result = {"format": args.format, "seconds": args.seconds, "cpus": os.cpu_count(), "rows": rows,
+              "resampling_snr_db": resampling_quality()}
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    compare = json.loads(Path(args.compare).read_text())["rows"] if args.compare else None
+    print_table(rows, compare)
+    print("resampling 8k->24k->8k SNR (dB):", result["resampling_snr_db"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
