@@ -40,7 +40,6 @@ def dialplan(server_url: str) -> str:
       </condition></extension>
       <extension name="agent"><condition field="destination_number" expression="^agent$">
         <action application="set" data="openai_s2s_host={server_url}"/>
-        <action application="set" data="openai_s2s_api_key={KEY}"/>
         <action application="set" data="openai_s2s_instructions=You are the real-switch test agent."/>
         <action application="set" data="openai_s2s_greeting=Say hello."/>
         <action application="python" data="openai_s2s"/>
@@ -57,7 +56,8 @@ def server():
 
 @pytest.fixture(scope="module")
 def fs(server, tmp_path_factory):
-    switch = realswitch.RealSwitch(tmp_path_factory.mktemp("fs"), dialplan(server.url))
+    # the key comes from the switch's environment: a `set` in the dialplan would be logged by the switch
+    switch = realswitch.RealSwitch(tmp_path_factory.mktemp("fs"), dialplan(server.url), env={"OPENAI_API_KEY": KEY})
     switch.start()
     deadline = time.monotonic() + 30
     while "1 total" not in switch.cli("show api uuid_openai_s2s") and time.monotonic() < deadline:
@@ -90,7 +90,11 @@ def esl(fs):
     client.send("event json CUSTOM " + " ".join(SUBCLASSES))
     client.wait = lambda seconds: gevent.sleep(seconds)
     yield client
-    client.stop()
+    # after the shutdown test the switch is gone, and greenswitch's stop() would wait forever
+    # for the reply to its "exit"
+    with gevent.Timeout(5, False):
+        client.stop()
+    client.sock.close()
 
 
 def api(esl, command: str) -> str:
