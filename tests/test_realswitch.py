@@ -85,9 +85,9 @@ def esl(fs):
     client = JsonESL("127.0.0.1", fs.esl_port, realswitch.PASSWORD)
     client.connect()
     client.events = []
-    for subclass in SUBCLASSES:
+    for subclass in SUBCLASSES + ("BACKGROUND_JOB",):
         client.register_handle(subclass, lambda event: client.events.append(event.headers))
-    client.send("event json CUSTOM " + " ".join(SUBCLASSES))
+    client.send("event json BACKGROUND_JOB CUSTOM " + " ".join(SUBCLASSES))
     client.wait = lambda seconds: gevent.sleep(seconds)
     yield client
     # after the shutdown test the switch is gone, and greenswitch's stop() would wait forever
@@ -105,7 +105,7 @@ def wait_event(esl, subclass, predicate=lambda e: True, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for event in list(esl.events):
-            if event.get("Event-Subclass") == subclass and predicate(event):
+            if (subclass is None or event.get("Event-Subclass") == subclass) and predicate(event):
                 return event
         esl.wait(0.05)
     return None
@@ -160,6 +160,14 @@ def test_api_is_registered(fs):
     assert fs.cli("uuid_openai_s2s").startswith("-USAGE: uuid_openai_s2s <uuid> session.create")
     assert fs.cli("uuid_openai_s2s no-such-uuid session.delete") == "-ERR no openai_s2s session on no-such-uuid"
     assert fs.cli("python openai_s2s status").startswith('+OK {"sessions":[]')   # the fallback entry point
+
+
+def test_bgapi_through_esl(esl):
+    reply = esl.send("bgapi uuid_openai_s2s no-such-uuid status")
+    job = reply.headers.get("Job-UUID")
+    assert job, reply.headers
+    done = wait_event(esl, None, lambda e: e.get("Event-Name") == "BACKGROUND_JOB" and e.get("Job-UUID") == job)
+    assert done is not None and done["_body"].strip() == "-ERR no openai_s2s session on no-such-uuid"
 
 
 def test_parked_call_audio_both_ways_barge_in_and_delete(fs, esl, server):
