@@ -154,6 +154,8 @@ def run_n(fs: realswitch.RealSwitch, esl: Esl, server_url: str, n: int, seconds:
     for a, b in calls:
         reply = esl.api(f"uuid_openai_s2s {b} session.create {server_url} v1/realtime?model=gpt-realtime bearer {KEY}")
         failed += not reply.startswith("+OK")
+        if os.environ.get("BENCH_DEBUG"):
+            print("create", b, reply, file=sys.stderr)
     deadline = time.monotonic() + 20
     pending = [b for _, b in calls]
     while pending and time.monotonic() < deadline:
@@ -170,6 +172,8 @@ def run_n(fs: realswitch.RealSwitch, esl: Esl, server_url: str, n: int, seconds:
         rss_peak = max(rss_peak, rss_mb(pid))
     cpu1, mod1, t1 = proc_cpu(pid), module_threads_cpu(pid), time.monotonic()
     after = {b: status_of(esl, b) for _, b in calls}
+    if os.environ.get("BENCH_DEBUG"):
+        print("after", after, esl.api(f"uuid_openai_s2s {calls[0][1]} status"), file=sys.stderr)
     for a, _ in calls:
         esl.api(f"uuid_kill {a}")
     deadline = time.monotonic() + 30
@@ -312,6 +316,13 @@ def main() -> int:
     server = subprocess.Popen([sys.executable, "-m", "openai_s2s.localserver", "--port", str(port),
                                "--api-key", KEY, "--reply", "echo"], cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:   # the server imports numpy first: wait for its port
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.2)
     dialplan = """
       <extension name="park"><condition field="destination_number" expression="^park$">
         <action application="set" data="send_silence_when_idle=-1"/>
