@@ -138,7 +138,7 @@ def pct(values: List[float], q: float) -> Optional[float]:
 
 
 def run_n(fs: realswitch.RealSwitch, esl: Esl, server_url: str, n: int, seconds: float, fmt: str,
-          talk: Path, warmup: float) -> Dict:
+          talk: Path, warmup: float, server_pid: int) -> Dict:
     pid = fs.pid
     rss_before = rss_mb(pid)
     calls = []
@@ -165,12 +165,12 @@ def run_n(fs: realswitch.RealSwitch, esl: Esl, server_url: str, n: int, seconds:
         esl.api(f"uuid_openai_s2s {b} client.event {session_update(fmt)}")
     time.sleep(warmup)
     before = {b: status_of(esl, b) for _, b in calls}
-    cpu0, mod0, t0 = proc_cpu(pid), module_threads_cpu(pid), time.monotonic()
+    cpu0, mod0, srv0, t0 = proc_cpu(pid), module_threads_cpu(pid), proc_cpu(server_pid), time.monotonic()
     rss_peak = rss_mb(pid)
     while time.monotonic() - t0 < seconds:
         time.sleep(1)
         rss_peak = max(rss_peak, rss_mb(pid))
-    cpu1, mod1, t1 = proc_cpu(pid), module_threads_cpu(pid), time.monotonic()
+    cpu1, mod1, srv1, t1 = proc_cpu(pid), module_threads_cpu(pid), proc_cpu(server_pid), time.monotonic()
     after = {b: status_of(esl, b) for _, b in calls}
     if os.environ.get("BENCH_DEBUG"):
         print("after", after, esl.api(f"uuid_openai_s2s {calls[0][1]} status"), file=sys.stderr)
@@ -199,6 +199,9 @@ def run_n(fs: realswitch.RealSwitch, esl: Esl, server_url: str, n: int, seconds:
         "switch_cpu_pct": round(100 * switch_cpu / window, 1),
         "cpu_pct_per_call": round(100 * switch_cpu / window / n, 2),
         "module_share_pct": round(100 * ((mod1 - mod0) + callback_s) / switch_cpu, 1) if switch_cpu else None,
+        "module_threads_cpu_pct_per_call": round(100 * (mod1 - mod0) / window / n, 2),
+        "media_callbacks_cpu_pct_per_call": round(100 * callback_s / window / n, 2),
+        "local_server_cpu_pct": round(100 * (srv1 - srv0) / window, 1),
         "gap_p50_ms": pct([m.get("write_gap_p50_ms") for m in media], 0.5),
         "gap_p99_ms_worst_call": pct([m.get("write_gap_p99_ms") for m in media], 1.0),
         "gap_max_ms": pct([m.get("write_gap_max_ms") for m in media], 1.0),
@@ -276,7 +279,8 @@ def resampling_quality() -> Dict:
     return out
 
 
-COLUMNS = ["calls", "connected", "cpu_pct_per_call", "module_share_pct", "gap_p50_ms", "gap_p99_ms_worst_call",
+COLUMNS = ["calls", "connected", "switch_cpu_pct", "cpu_pct_per_call", "module_share_pct",
+           "module_threads_cpu_pct_per_call", "media_callbacks_cpu_pct_per_call", "local_server_cpu_pct", "gap_p50_ms", "gap_p99_ms_worst_call",
            "gap_max_ms", "frames_late_20ms", "uplink_p50_ms", "uplink_p99_ms_worst_call", "downlink_idle_p50_ms",
            "downlink_idle_p99_ms_worst_call", "frames_after_barge_in_max", "underruns", "rss_per_call_mb",
            "rss_before_mb", "rss_after_mb"]
@@ -339,7 +343,8 @@ def main() -> int:
         esl = Esl(fs.esl_port, realswitch.PASSWORD)
         esl.api("log 4")   # keep the switch's own logging out of the measurement
         for n in [int(c) for c in args.calls.split(",")]:
-            row = run_n(fs, esl, f"ws://127.0.0.1:{port}", n, args.seconds, args.format, talk, args.warmup)
+            row = run_n(fs, esl, f"ws://127.0.0.1:{port}", n, args.seconds, args.format, talk, args.warmup,
+                        server.pid)
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:

@@ -31,14 +31,14 @@ def _bug_callback(bug, user_data, abc_type):  # media thread
     try:
         call = _bugs.get(user_data or 0)
         if call is not None:
-            start = time.perf_counter()
+            start = time.thread_time()     # CPU, not wall: a wait for the GIL is not our cost
             if abc_type == native.SWITCH_ABC_TYPE_READ:
                 call._on_read(bug)
             elif abc_type == native.SWITCH_ABC_TYPE_WRITE_REPLACE:
                 call._on_write_replace(bug)
             elif abc_type == native.SWITCH_ABC_TYPE_CLOSE:
                 call._on_close()
-            call.callback_seconds += time.perf_counter() - start
+            call.callback_seconds += time.thread_time() - start
     except BaseException:  # an exception must never unwind into the switch
         pass
     return native.SWITCH_TRUE
@@ -70,7 +70,7 @@ class FsCall:
         self.write_gaps_over_40ms = 0
         self._last_write = 0.0
         self.gap_histogram = [0] * 101   # 1 ms bins of the gap between write callbacks, last = 100+
-        self.callback_seconds = 0.0     # time spent in our media callbacks (the module's media cost)
+        self.callback_seconds = 0.0     # CPU time in our media callbacks (the module's media cost)
 
     # host.CallMedia
     def variable(self, name: str) -> Optional[str]:

@@ -45,6 +45,17 @@ def _name_native_thread() -> None:
         pass
 
 
+def _trim_heap() -> None:
+    """Hand freed memory back to the OS once no session is left: every session thread gets a
+    glibc malloc arena of its own, and without a trim the switch keeps their high-water mark
+    (measured: +25 MB after 25 calls had ended). Only when idle, because a trim holds each
+    arena's lock while it walks it, and media threads allocate from those arenas too."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except Exception:  # not glibc
+        pass
+
+
 def _percentiles(samples: "Deque[float]") -> Dict[str, Optional[float]]:
     values = sorted(samples)
     if not values:
@@ -151,6 +162,8 @@ class Session:
         registry.remove(self.uuid, self)
         self._closed.set()
         log(INFO, f"[{self.uuid}] session ended: {reason}")
+        if not registry.all_sessions():
+            _trim_heap()
 
     def _close_soon(self, reason: str) -> None:
         """Close from a thread that must not block: the media thread, or mid-dispatch."""

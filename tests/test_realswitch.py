@@ -123,13 +123,17 @@ def new_call(fs, esl, name: str, extension: str = "park"):
     reply = api(esl, f"originate {{origination_uuid={a},RECORD_READ_ONLY=true,RECORD_STEREO=false}}"
                      f"loopback/{extension}/default &record({record})")
     assert reply.startswith("+OK"), reply
-    b = ""
-    for _ in range(50):
-        b = api(esl, f"uuid_getvar {a} other_loopback_leg_uuid")
-        if b and not b.startswith("-ERR") and b != "_undef_":
-            break
+    return a, channel_var(esl, a, "other_loopback_leg_uuid"), record
+
+
+def channel_var(esl, uuid: str, name: str, timeout: float = 5.0) -> str:
+    """A channel variable, waiting for it to be set."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = api(esl, f"uuid_getvar {uuid} {name}")
+        if (value and not value.startswith("-ERR") and value != "_undef_") or time.monotonic() > deadline:
+            return value
         esl.wait(0.05)
-    return a, b, record
 
 
 def recorded(path: Path) -> bytes:
@@ -275,13 +279,8 @@ def test_bridged_call_hears_the_model_mixed_with_the_other_leg(fs, esl, server):
     """Caller A -> B (bridged to C, whose far end D plays a 1000 Hz tone); the module on B
     mixes the model's 440 Hz echo into what B sends A: A hears both."""
     a, b, record = new_call(fs, esl, "bridged", extension="bridged")
-    c = ""
-    for _ in range(100):
-        c = api(esl, f"uuid_getvar {b} bridge_uuid")
-        if c and not c.startswith("-ERR") and c != "_undef_":
-            break
-        esl.wait(0.05)
-    d = api(esl, f"uuid_getvar {c} other_loopback_leg_uuid")
+    c = channel_var(esl, b, "bridge_uuid")
+    d = channel_var(esl, c, "other_loopback_leg_uuid")
     assert not d.startswith("-ERR") and d != "_undef_", (c, d)
     api(esl, f"uuid_openai_s2s {b} session.create {server.url} v1/realtime bearer {KEY}")
     assert wait_event(esl, "openai_s2s::connect", lambda e: e.get("Unique-ID") == b)
