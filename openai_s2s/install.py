@@ -350,8 +350,7 @@ def doctor(paths: Paths, cli_args: Sequence[str] = ()) -> List[Check]:
 
     if environ is not None:
         python3 = shutil.which("python3", path=environ.get("PATH", ""))
-        if python3 and Path(python3).resolve() != paths.python.resolve() and "python3" in Path(python3).resolve().name \
-                and not python3.startswith(("/usr/bin", "/bin", "/usr/local/bin")):
+        if python3 and Path(python3).resolve() != paths.python.resolve():
             add("warn", f"the switch's PATH finds {python3} first",
                 "the embedded Python may take that installation's standard library; start the switch "
                 "with a PATH without pyenv or a virtualenv")

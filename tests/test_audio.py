@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from openai_s2s import g711
-from openai_s2s.audio import PCM24, PCMA, PCMU, DownlinkDecoder, UplinkEncoder, format_from_wire
+from openai_s2s.audio import (PCM24, PCMA, PCMU, DownlinkDecoder, Resampler, ThirdsResampler, UplinkEncoder,
+                              format_from_wire)
 
 
 def tone(freq, rate, seconds, amp=8000):
@@ -73,3 +74,44 @@ def test_downlink_24k_to_8k_keeps_the_tone():
     src = tone(600, 24000, 1.0)
     out = b"".join(dec.decode(src[i:i + 4800]) for i in range(0, len(src), 4800))
     assert abs(dominant_freq(out[1600:], 8000) - 600) < 3
+
+
+def _rms(x):
+    return float(np.sqrt(np.mean(np.asarray(x, float) ** 2)))
+
+
+def test_thirds_resampler_output_does_not_depend_on_chunking():
+    x = (np.random.default_rng(3).standard_normal(24000) * 0.1).astype(np.float32)
+    whole = ThirdsResampler(up=False).process(x)
+    pieces = ThirdsResampler(up=False)
+    chunked = np.concatenate([pieces.process(x[i:i + 257]) for i in range(0, len(x), 257)])
+    assert len(whole) == len(chunked) == 8000 and np.allclose(whole, chunked, atol=1e-6)
+    up_whole = ThirdsResampler(up=True).process(x[:8000])
+    up = ThirdsResampler(up=True)
+    up_chunked = np.concatenate([up.process(x[i:i + 160]) for i in range(0, 8000, 160)])
+    assert np.allclose(up_whole, up_chunked, atol=1e-6)
+
+
+def test_thirds_resampler_passes_the_telephone_band_and_rejects_aliases():
+    t = np.arange(24000) / 24000
+    for freq, low, high in ((1000, 0.99, 1.01), (3400, 0.95, 1.02)):
+        y = ThirdsResampler(up=False).process(np.sin(2 * np.pi * freq * t).astype(np.float32))
+        assert low < _rms(y[100:]) / _rms(np.sin(2 * np.pi * freq * t)) < high, freq
+    # 5 kHz at 24 kHz would fold to 3 kHz at 8 kHz: it must be at least 60 dB down
+    y = ThirdsResampler(up=False).process(np.sin(2 * np.pi * 5000 * t).astype(np.float32))
+    assert _rms(y[100:]) < 1e-3 * _rms(np.sin(2 * np.pi * 5000 * t))
+
+
+def test_round_trip_through_24k_is_a_whole_sample_delay():
+    x = np.frombuffer(tone(700, 8000, 0.5), "<i2")
+    up, down = Resampler(8000, 24000), Resampler(24000, 8000)
+    y = np.frombuffer(down.process(up.process(x.tobytes())), "<i2")
+    delay = 32      # 48 samples at 24 kHz each way = 16 + 16 at 8 kHz
+    err = x[200:-delay].astype(float) - y[200 + delay:].astype(float)
+    assert _rms(err) < 0.01 * _rms(x)
+
+
+def test_other_ratios_and_named_converters_use_libsamplerate():
+    assert Resampler(16000, 24000)._thirds is None and Resampler(16000, 24000)._converter is not None
+    assert Resampler(8000, 24000, "sinc_fastest")._thirds is None
+    assert Resampler(8000, 24000)._thirds is not None

@@ -53,7 +53,7 @@ def test_install_then_doctor_in_a_real_switch(tmp_path):
         assert after.returncode == 0, after.stdout
         assert "[ ok ] uuid_openai_s2s is registered" in after.stdout
         assert "[ ok ] the running switch has an API key in its environment" in after.stdout
-        assert KEY not in after.stdout
+        assert KEY not in after.stdout and "PATH finds" not in after.stdout
     finally:
         assert switch.stop(), switch.log_tail()
     assert KEY not in switch.log_text()
