@@ -311,6 +311,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--format", choices=("pcm", "pcmu"), default="pcm",
                         help="wire format: pcm (24 kHz, resampled) or pcmu (8 kHz, no resampling)")
+    parser.add_argument("--switch-interval", type=float,
+                        help="sys.setswitchinterval inside the switch (default: the module's 0.0005)")
     parser.add_argument("--out", default="bench.json")
     parser.add_argument("--compare")
     args = parser.parse_args()
@@ -338,7 +340,8 @@ def main() -> int:
         <action application="answer"/>
         <action application="park"/>
       </condition></extension>"""
-    fs = realswitch.RealSwitch(workdir / "fs", dialplan)
+    env = {"OPENAI_S2S_SWITCH_INTERVAL": str(args.switch_interval)} if args.switch_interval else {}
+    fs = realswitch.RealSwitch(workdir / "fs", dialplan, env=env)
     rows = []
     try:
         fs.start()

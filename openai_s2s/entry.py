@@ -12,7 +12,7 @@ from .log import ERR, INFO, NOTICE, log
 _switch: Optional[Any] = None
 # Python callbacks on media threads need the GIL often and briefly; the default 5 ms
 # switch interval let a busy Python thread hold them off for 80-160 ms (issue 3, fact 4).
-SWITCH_INTERVAL = 0.0005
+SWITCH_INTERVAL = float(__import__("os").environ.get("OPENAI_S2S_SWITCH_INTERVAL", "0.0005"))
 
 
 def switch() -> Any:
