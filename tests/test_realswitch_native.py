@@ -26,32 +26,32 @@ def include_flags(prefix):
     return ["-I" + str(prefix / "include" / "freeswitch")]
 
 
-def c_program():
-    lines = ["#include <switch.h>", "#include <stdio.h>", "#include <stddef.h>", "int main(void) {"]
-    for cls, c_name, whole in native.C_STRUCTS:
-        for field, _ in cls._fields_:
-            lines.append(f'  printf("{c_name}.{field} %zu\\n", offsetof({c_name}, {field}));')
-        if whole:
-            lines.append(f'  printf("sizeof {c_name} %zu\\n", sizeof({c_name}));')
-    for name in native.C_CONSTANTS:
-        lines.append(f'  printf("const {name} %ld\\n", (long)({name}));')
-    lines.append("  if (argc_never) {")
-    for name, (_, argtypes) in native.PROTOTYPES.items():
-        lines.append(f"    (void){name}({', '.join(['0'] * len(argtypes))});")
-    lines += ["  }", "  return 0;", "}"]
-    return "\n".join(lines).replace("int main(void) {", "static volatile int argc_never = 0;\nint main(void) {")
-
-
-def expected():
+def checks():
+    """(label, C expression printed as a long, the value ctypes has), for every declaration."""
     out = []
     for cls, c_name, whole in native.C_STRUCTS:
         for field, _ in cls._fields_:
-            out.append(f"{c_name}.{field} {getattr(cls, field).offset}")
+            out.append((f"{c_name}.{field}", f"offsetof({c_name}, {field})", getattr(cls, field).offset))
         if whole:
-            out.append(f"sizeof {c_name} {ctypes.sizeof(cls)}")
+            out.append((f"sizeof {c_name}", f"sizeof({c_name})", ctypes.sizeof(cls)))
     for name in native.C_CONSTANTS:
-        out.append(f"const {name} {getattr(native, name)}")
+        out.append((f"const {name}", name, getattr(native, name)))
     return out
+
+
+def c_program():
+    lines = ["#include <switch.h>", "#include <stdio.h>", "#include <stddef.h>",
+             "static volatile int argc_never = 0;", "int main(void) {"]
+    for label, expr, _ in checks():
+        lines.append(f'  printf("{label} %ld\\n", (long)({expr}));')
+    lines.append("  if (argc_never) {")   # never runs: a wrong argument count does not compile
+    for name, (_, argtypes) in native.PROTOTYPES.items():
+        lines.append(f"    (void){name}({', '.join(['0'] * len(argtypes))});")
+    return "\n".join(lines + ["  }", "  return 0;", "}"])
+
+
+def expected():
+    return [f"{label} {value}" for label, _, value in checks()]
 
 
 def test_structs_constants_and_prototypes_match_the_headers(tmp_path):
