@@ -1,7 +1,7 @@
 """The websocket to the Realtime API: where it points, how it authenticates, TLS, and why it failed.
 
 websocket-client does the framing. Its ``send`` takes an internal lock
-(``enable_multithread``), so the sender thread and the receiver thread can
+(``enable_multithread``), so the uplink pump and the receiver thread can
 share one socket; the receiver alone reads.
 """
 from __future__ import annotations

@@ -2,28 +2,27 @@
 
 Threads and hand-offs, one way per direction:
 
-    media thread --capture()--> SimpleQueue --sender thread--> websocket
+    media thread --capture()--> deque --uplink pump (one thread, all calls)--> websocket
     websocket --receiver thread--> protocol --> PlayoutBuffer --next_frame()--> media thread
                                             \\-> FreeSWITCH events
 
-The media thread only appends to a queue and pops from a deque. The protocol
-lock guards state transitions only: it is never held across a socket call, a
-switch call or a join.
+The media thread only appends to a deque and pops from another: no lock, no wake-up.
+The protocol lock guards state transitions only: it is never held across a socket
+call, a switch call or a join.
 """
 from __future__ import annotations
 
 import base64
 import collections
 import ctypes
-import queue
 import threading
 import time
-from typing import Any, Deque, Dict, List, Optional
+from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import orjson
 import websocket
 
-from . import events, registry
+from . import events, registry, uplink
 from .audio import PCM24, AudioFormat, DownlinkDecoder, UplinkEncoder
 from .connection import ConnectError, Endpoint, close_code, open_websocket
 from .host import CallMedia
@@ -32,7 +31,7 @@ from .playout import PlayoutBuffer
 from .protocol import (Action, End, EndAudio, Flush, Forward, Log, OpenUplink, Play,
                        RealtimeProtocol, Send, SetOutput)
 
-TICK = 0.02          # sender housekeeping period: playback events, pings
+TICK = 0.02          # housekeeping period: playback events, overrun events
 JOIN_TIMEOUT = 3.0
 _APPEND_HEAD = b'{"type":"input_audio_buffer.append","audio":"'
 
@@ -76,7 +75,10 @@ class Session:
                                       options["idle_timeout_action"])
         self.playout = PlayoutBuffer(call.rate, call.frame_samples, options["playout_max_ms"])
         self._decoder = DownlinkDecoder(PCM24, call.rate, options["resampler"])
-        self._outq: "queue.SimpleQueue[tuple]" = queue.SimpleQueue()
+        # (capture time, pcm) for caller audio; (None, bytes) for a client event;
+        # (None, AudioFormat) when the uplink opens. Appended by the media and API threads,
+        # taken by the uplink pump.
+        self._outq: "Deque[Tuple[Optional[float], Any]]" = collections.deque()
         self._uplink_max = max(1, options["uplink_max_ms"] * call.rate // (1000 * call.frame_samples))
         self._lock = threading.Lock()
         self._play_lock = threading.Lock()
@@ -86,8 +88,14 @@ class Session:
         self._ws: Optional[websocket.WebSocket] = None
         self._receiver = threading.Thread(target=self._run_receiver, daemon=True,
                                           name=f"s2s-rx-{self.uuid[:8]}")
-        self._sender = threading.Thread(target=self._run_sender, daemon=True,
-                                        name=f"s2s-tx-{self.uuid[:8]}")
+        # uplink state: the pump thread's alone
+        self._encoder: Optional[UplinkEncoder] = None
+        self._chunk = bytearray()
+        self._chunk_bytes = 0
+        self._chunk_started = 0.0
+        self._pending: Optional[Tuple[bytes, Optional[float], int]] = None  # waits for room
+        self._next_tick = 0.0
+        self._next_ping = float("inf")
         self.state = "connecting"
         self.created = time.time()
         self.connected_at: Optional[float] = None
@@ -125,26 +133,29 @@ class Session:
             closing, self._closing = self._closing, True
         if closing:
             # Someone else is closing: wait for them, unless they may be waiting for us.
-            if threading.current_thread() not in (self._sender, self._receiver):
+            if threading.current_thread() is not self._receiver:
                 self._closed.wait(2 * JOIN_TIMEOUT)
             return
         self.close_reason = reason
         was_connected = self.state == "connected"
         self.state = "closing"
         self._stop.set()
+        uplink.PUMP.remove(self)
         self.uplink_open = False
         try:
             self.call.detach()
         except Exception as exc:
             log(ERR, f"[{self.uuid}] detaching media failed: {exc!r}")
         ws = self._ws
-        if ws is not None:
+        # A close frame to a server that stopped reading would block this thread (an API
+        # thread, for session.delete) for the send timeout: without room, cut the socket.
+        if ws is not None and uplink.send_room(ws.sock) > 64:
             try:
                 ws.send_close(websocket.STATUS_NORMAL)
             except Exception:
                 pass
         current = threading.current_thread()
-        for thread in (self._sender, self._receiver):
+        for thread in (self._receiver,):
             if thread is not current and thread.is_alive():
                 thread.join(JOIN_TIMEOUT / 2)
                 if thread.is_alive() and ws is not None:
@@ -174,11 +185,11 @@ class Session:
     def _on_capture(self, pcm: bytes) -> None:
         if not self.uplink_open or self.paused or self.mute_user:
             return
-        if self._outq.qsize() >= self._uplink_max:
+        if len(self._outq) >= self._uplink_max:
             self.uplink_dropped += 1
             return
         self.frames_in += 1
-        self._outq.put((time.monotonic(), pcm))
+        self._outq.append((time.monotonic(), pcm))
 
     def _on_media_closed(self) -> None:
         if not self._closing:
@@ -208,7 +219,8 @@ class Session:
         for action in actions:
             kind = type(action)
             if kind is Send:
-                self._outq.put((None, orjson.dumps(action.event)))
+                self._outq.append((None, orjson.dumps(action.event)))
+                uplink.PUMP.wake()
             elif kind is Forward:
                 events.fire(self.switch, events.SERVER_EVENT, self.uuid, action.body)
             elif kind is Play:
@@ -218,8 +230,9 @@ class Session:
             elif kind is Flush:
                 self._barge_in()
             elif kind is OpenUplink:
-                self._outq.put((None, action.format))
+                self._outq.append((None, action.format))
                 self.uplink_open = True
+                uplink.PUMP.wake()
             elif kind is SetOutput:
                 self._decoder = DownlinkDecoder(action.format, self.call.rate, self.options["resampler"])
             elif kind is Log:
@@ -272,7 +285,9 @@ class Session:
             log(INFO, f"[{self.uuid}] connected to {self.endpoint.display_url} ({self.proto.generation})")
             events.fire(self.switch, events.CONNECT, self.uuid,
                         events.body(url=self.endpoint.display_url, protocol=self.proto.generation))
-            self._sender.start()
+            ping_interval = float(self.options["ping_interval"])
+            self._next_ping = time.monotonic() + ping_interval if ping_interval else float("inf")
+            uplink.PUMP.add(self)
             reason, code = self._receive(ws)
         except Exception as exc:  # never let a thread die silently
             reason = f"internal error: {exc!r}"
@@ -299,66 +314,86 @@ class Session:
                 return self.proto.end_reason or "server closed", close_code(data)
         return "stopped", None
 
-    # -- sender thread -------------------------------------------------------------
-    def _run_sender(self) -> None:
-        _name_native_thread()
-        try:
-            self._send_loop()
-        except (websocket.WebSocketException, OSError) as exc:
-            self.close(f"send failed: {exc!r}")
-        except Exception as exc:
-            log(ERR, f"[{self.uuid}] sender failed: {exc!r}")
-            self.close(f"internal error: {exc!r}")
-
-    def _send_loop(self) -> None:
+    # -- uplink pump thread -----------------------------------------------------------
+    def pump(self, now: float) -> None:
+        """Send what is queued, as far as the socket has room, then housekeeping. Never blocks."""
         ws = self._ws
-        encoder: Optional[UplinkEncoder] = None
-        chunk = bytearray()
-        chunk_bytes = 0
-        chunk_started = 0.0
-        next_tick = time.monotonic() + TICK
-        ping_interval = float(self.options["ping_interval"])
-        next_ping = time.monotonic() + ping_interval if ping_interval else float("inf")
-        while not self._stop.is_set():
-            try:
-                stamp, payload = self._outq.get(timeout=TICK)
-            except queue.Empty:
-                stamp, payload = None, None
+        if ws is None or self._stop.is_set():
+            return
+        lock = getattr(ws, "lock", None)
+        if lock is not None and lock.locked():
+            return        # the receiver is answering a ping: its turn, ours next tick
+        room = uplink.send_room(ws.sock) if (self._outq or self._pending) else 0
+        if self._pending is not None:
+            if len(self._pending[0]) > room:
+                self._upkeep(ws, now)
+                return
+            item, self._pending = self._pending, None
+            room -= self._send_now(ws, *item)
+        outq = self._outq
+        for _ in range(len(outq)):    # what is there now: the media thread keeps appending
+            stamp, payload = outq.popleft()
             if stamp is not None:
-                if encoder is None or not self.uplink_open:
+                if self._encoder is None or not self.uplink_open:
                     continue
-                if not chunk:
-                    chunk_started = stamp
-                chunk += encoder.encode(payload)
-                if len(chunk) >= chunk_bytes:
-                    self._send_append(ws, bytes(chunk), chunk_started)
-                    chunk.clear()
+                if not self._chunk:
+                    self._chunk_started = stamp
+                self._chunk += self._encoder.encode(payload)
+                if len(self._chunk) < self._chunk_bytes:
+                    continue
+                item = self._take_chunk()
             elif isinstance(payload, AudioFormat):
-                if chunk and encoder is not None:
-                    self._send_append(ws, bytes(chunk), chunk_started)
-                    chunk.clear()
-                encoder = UplinkEncoder(self.call.rate, payload, self.options["resampler"])
+                item = self._take_chunk()
+                self._encoder = UplinkEncoder(self.call.rate, payload, self.options["resampler"])
                 per_sample = 2 if payload.name == "pcm" else 1
-                chunk_bytes = self.options["chunk_ms"] * payload.rate // 1000 * per_sample
-            elif payload is not None:
-                ws.send(payload, websocket.ABNF.OPCODE_TEXT)
-                self.events_out += 1
-            now = time.monotonic()
-            if now >= next_tick:
-                next_tick = now + TICK
-                self._housekeeping()
-                if now >= next_ping:
-                    if now - self._last_rx > 2 * ping_interval + self.options["send_timeout"]:
-                        self.close("ping timeout")
-                        return
-                    ws.ping()
-                    next_ping = now + ping_interval
+                self._chunk_bytes = self.options["chunk_ms"] * payload.rate // 1000 * per_sample
+                if item is None:
+                    continue
+            else:
+                item = (payload, None, 0)
+            if len(item[0]) > room:
+                self._pending = item
+                break
+            room -= self._send_now(ws, *item)
+        self._upkeep(ws, now)
 
-    def _send_append(self, ws: websocket.WebSocket, data: bytes, started: float) -> None:
-        ws.send(_APPEND_HEAD + base64.b64encode(data) + b'"}', websocket.ABNF.OPCODE_TEXT)
-        self.uplink_latency.append(time.monotonic() - started)
-        self.appends += 1
-        self.bytes_up += len(data)
+    def pump_failed(self, exc: BaseException) -> None:
+        uplink.PUMP.remove(self)
+        if isinstance(exc, (websocket.WebSocketException, OSError)):
+            self._close_soon(f"send failed: {exc!r}")
+        else:
+            log(ERR, f"[{self.uuid}] uplink failed: {exc!r}")
+            self._close_soon(f"internal error: {exc!r}")
+
+    def _take_chunk(self) -> Optional[Tuple[bytes, Optional[float], int]]:
+        if not self._chunk:
+            return None
+        item = (_APPEND_HEAD + base64.b64encode(self._chunk) + b'"}', self._chunk_started, len(self._chunk))
+        self._chunk.clear()
+        return item
+
+    def _send_now(self, ws: websocket.WebSocket, data: bytes, started: Optional[float], audio: int) -> int:
+        ws.send(data, websocket.ABNF.OPCODE_TEXT)
+        if started is None:
+            self.events_out += 1
+        else:
+            self.uplink_latency.append(time.monotonic() - started)
+            self.appends += 1
+            self.bytes_up += audio
+        return len(data) + 14     # the frame's header, at most
+
+    def _upkeep(self, ws: websocket.WebSocket, now: float) -> None:
+        if now >= self._next_tick:
+            self._next_tick = now + TICK
+            self._housekeeping()
+        if now >= self._next_ping:
+            interval = float(self.options["ping_interval"])
+            if now - self._last_rx > 2 * interval + self.options["send_timeout"]:
+                uplink.PUMP.remove(self)
+                self._close_soon("ping timeout")
+                return
+            ws.ping()
+            self._next_ping = now + interval
 
     def _housekeeping(self) -> None:
         with self._play_lock:

@@ -418,7 +418,40 @@ def test_uplink_overrun_is_bounded_and_reported(h):
     session.uplink_open = True
     for _ in range(50):
         session._on_capture(bytes(320))
-    assert session._outq.qsize() == 5 and session.uplink_dropped == 45
+    assert len(session._outq) == 5 and session.uplink_dropped == 45
     session._housekeeping()
     headers, body = h.switch.wait_event("openai_s2s::buffer_overrun", timeout=1)
     assert orjson.loads(body) == {"direction": "uplink", "dropped_ms": 900}
+
+
+def test_a_server_that_stops_reading_holds_up_no_other_call(h, server):
+    """One pump thread sends for every call: a call whose socket is full must wait alone,
+    drop its own audio with a buffer_overrun, and still end on session.delete."""
+    h.call("u-stall")
+    live = h.call("u-live")
+    server.set_fault("stall")
+    h.create("u-stall")
+    h.connected("u-stall")
+    server.set_fault(None)
+    h.create("u-live")
+    h.connected("u-live")
+    for uuid in ("u-stall", "u-live"):
+        assert h.send(uuid, SEED_SESSION_UPDATE).startswith("+OK")
+    stalled = registry.get("u-stall")
+    assert wait_until(lambda: stalled.uplink_open, 5)
+    frame = tone(440, 8000, 0.02)
+    deadline = time.monotonic() + 30
+    while stalled._pending is None and time.monotonic() < deadline:
+        for _ in range(25):
+            stalled._on_capture(frame)
+        time.sleep(0.02)
+    assert stalled._pending is not None, "the stalled call's socket never filled"
+    for _ in range(300):                      # more than the uplink bound (5 s) holds
+        stalled._on_capture(frame)
+    assert stalled.uplink_dropped > 0
+    h.switch.wait_event("openai_s2s::buffer_overrun", lambda hd, b: hd.get("Unique-ID") == "u-stall", 5)
+    before = len(h.uplink_audio(1))
+    talk(live, freq=440)
+    assert wait_until(lambda: len(h.uplink_audio(1)) > before + 8000, 10), "the live call's uplink stalled"
+    assert h.api("u-stall session.delete").startswith("+OK")
+    assert registry.get("u-stall") is None and registry.get("u-live") is not None
