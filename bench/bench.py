@@ -118,11 +118,39 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def session_update(fmt: str) -> str:
+PATH = "/v1/realtime?model=gpt-realtime"
+
+
+def session_update(fmt: str, generation: str = "ga") -> str:
+    """No spaces: the original module splits client.event on them."""
+    if generation == "beta":
+        name = {"pcm": "pcm16", "pcmu": "g711_ulaw"}[fmt]
+        return json.dumps({"type": "session.update", "session": {
+            "input_audio_format": name, "output_audio_format": name,
+            "turn_detection": {"type": "server_vad"}}}, separators=(",", ":"))
     wire = {"type": "audio/pcm", "rate": 24000} if fmt == "pcm" else {"type": f"audio/{fmt}"}
     return json.dumps({"type": "session.update", "session": {"type": "realtime", "audio": {
         "input": {"format": wire, "turn_detection": {"type": "server_vad"}}, "output": {"format": wire}}}},
         separators=(",", ":"))
+
+
+def server_io(port: int) -> Dict[str, int]:
+    """Bytes the local server's sockets have taken in and had acknowledged (tcp_info, from ss):
+    what crossed the websockets, whichever module is in the switch."""
+    out = subprocess.run(["ss", "-Htni", "state", "established", f"( sport = :{port} )"],
+                         capture_output=True, text=True).stdout
+    total = {"in": 0, "out": 0}
+    for key, name in (("in", "bytes_received:"), ("out", "bytes_acked:")):
+        for word in out.split():
+            if word.startswith(name):
+                total[key] += int(word[len(name):])
+    return total
+
+
+def established_to(port: int) -> int:
+    out = subprocess.run(["ss", "-Htn", "state", "established", f"( dport = :{port} )"],
+                         capture_output=True, text=True).stdout
+    return len(out.splitlines())
 
 
 def status_of(esl: Esl, uuid: str) -> Optional[dict]:
@@ -138,7 +166,9 @@ def pct(values: List[float], q: float) -> Optional[float]:
 
 
 def run_n(fs: realswitch.RealSwitch, esl: Esl, server_url: str, n: int, seconds: float, fmt: str,
-          talk: Path, warmup: float, server_pid: int) -> Dict:
+          talk: Path, warmup: float, server_pid: int, impl: str = "python", generation: str = "ga") -> Dict:
+    """impl: "python" (this module), "original" (the C module) or "none" (the same calls with
+    no session: the harness's own cost, to subtract)."""
     pid = fs.pid
     rss_before = rss_mb(pid)
     calls = []
@@ -151,57 +181,85 @@ def run_n(fs: realswitch.RealSwitch, esl: Esl, server_url: str, n: int, seconds:
         b = esl.api(f"uuid_getvar {a} other_loopback_leg_uuid")
         calls.append((a, b))
     failed = 0
+    port = int(server_url.rsplit(":", 1)[1])
+    python = impl == "python"
     for a, b in calls:
-        reply = esl.api(f"uuid_openai_s2s {b} session.create {server_url} v1/realtime?model=gpt-realtime bearer {KEY}")
+        if impl == "none":
+            continue
+        if python and generation == "beta":
+            esl.api(f"uuid_setvar {b} openai_s2s_protocol beta")
+        reply = esl.api(f"uuid_openai_s2s {b} session.create {server_url} {PATH} bearer {KEY}")
         failed += not reply.startswith("+OK")
         if os.environ.get("BENCH_DEBUG"):
             print("create", b, reply, file=sys.stderr)
     deadline = time.monotonic() + 20
-    pending = [b for _, b in calls]
+    pending = [b for _, b in calls] if python else []
     while pending and time.monotonic() < deadline:
         pending = [b for b in pending if (status_of(esl, b) or {}).get("state") != "connected"]
         time.sleep(0.2)
+    while impl == "original" and established_to(port) < n and time.monotonic() < deadline:
+        time.sleep(0.2)
     for _, b in calls:
-        esl.api(f"uuid_openai_s2s {b} client.event {session_update(fmt)}")
+        if impl != "none":
+            esl.api(f"uuid_openai_s2s {b} client.event {session_update(fmt, generation)}")
     time.sleep(warmup)
-    before = {b: status_of(esl, b) for _, b in calls}
+    before = {b: status_of(esl, b) for _, b in calls} if python else {}
+    connected_ws = established_to(port)
+    io0 = server_io(port)
     cpu0, mod0, srv0, t0 = proc_cpu(pid), module_threads_cpu(pid), proc_cpu(server_pid), time.monotonic()
     rss_peak = rss_mb(pid)
     while time.monotonic() - t0 < seconds:
         time.sleep(1)
         rss_peak = max(rss_peak, rss_mb(pid))
     cpu1, mod1, srv1, t1 = proc_cpu(pid), module_threads_cpu(pid), proc_cpu(server_pid), time.monotonic()
-    after = {b: status_of(esl, b) for _, b in calls}
+    io1 = server_io(port)
+    after = {b: status_of(esl, b) for _, b in calls} if python else {}
     if os.environ.get("BENCH_DEBUG"):
         print("after", after, esl.api(f"uuid_openai_s2s {calls[0][1]} status"), file=sys.stderr)
-    for a, _ in calls:
+    for a, b in calls:
+        if impl != "none":
+            # the original can crash the switch when a call hangs up under a live session
+            # (its connection object is freed while its service thread still uses it)
+            esl.api(f"uuid_openai_s2s {b} session.delete")
         esl.api(f"uuid_kill {a}")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        listing = json.loads(esl.api("uuid_openai_s2s status")[4:])
-        if not listing["sessions"] and not listing["threads"] and "0 total" in esl.api("show calls count"):
+        listing = json.loads(esl.api("uuid_openai_s2s status")[4:]) if python else {}
+        if not listing.get("sessions") and not listing.get("threads") \
+                and "0 total" in esl.api("show calls count"):
             break
         time.sleep(0.5)
     time.sleep(2)
     rss_after = rss_mb(pid)
 
     live = [s for s in after.values() if s]
-    callback_s = sum((after[b] or {}).get("media", {}).get("callback_ms", 0) -
-                     (before[b] or {}).get("media", {}).get("callback_ms", 0) for _, b in calls) / 1000
+    callback_s = sum((after.get(b) or {}).get("media", {}).get("callback_ms", 0) -
+                     (before.get(b) or {}).get("media", {}).get("callback_ms", 0) for _, b in calls) / 1000
     window = t1 - t0
     switch_cpu = cpu1 - cpu0
     media = [s["media"] for s in live]
     lat = [s["latency_ms"] for s in live]
     counters = [s["counters"] for s in live]
-    return {
-        "calls": n, "connected": len([s for s in live if s["state"] == "connected"]), "create_failed": failed,
+    common = {
+        "calls": n, "impl": impl, "generation": generation,
+        "connected": len([s for s in live if s["state"] == "connected"]) if python else connected_ws,
+        "create_failed": failed,
         "window_s": round(window, 1),
         "switch_cpu_pct": round(100 * switch_cpu / window, 1),
         "cpu_pct_per_call": round(100 * switch_cpu / window / n, 2),
+        "server_in_kbit_s_per_call": round(8 * (io1["in"] - io0["in"]) / window / n / 1000, 1),
+        "server_out_kbit_s_per_call": round(8 * (io1["out"] - io0["out"]) / window / n / 1000, 1),
+        "local_server_cpu_pct": round(100 * (srv1 - srv0) / window, 1),
+        "rss_before_mb": round(rss_before, 1), "rss_peak_mb": round(rss_peak, 1),
+        "rss_per_call_mb": round((rss_peak - rss_before) / n, 2), "rss_after_mb": round(rss_after, 1),
+    }
+    if not python:
+        return common
+    return {
+        **common,
         "module_share_pct": round(100 * ((mod1 - mod0) + callback_s) / switch_cpu, 1) if switch_cpu else None,
         "module_threads_cpu_pct_per_call": round(100 * (mod1 - mod0) / window / n, 2),
         "media_callbacks_cpu_pct_per_call": round(100 * callback_s / window / n, 2),
-        "local_server_cpu_pct": round(100 * (srv1 - srv0) / window, 1),
         "gap_p50_ms": pct([m.get("write_gap_p50_ms") for m in media], 0.5),
         "gap_p99_ms_worst_call": pct([m.get("write_gap_p99_ms") for m in media], 1.0),
         "gap_max_ms": pct([m.get("write_gap_max_ms") for m in media], 1.0),
@@ -214,8 +272,6 @@ def run_n(fs: realswitch.RealSwitch, esl: Esl, server_url: str, n: int, seconds:
         "frames_after_barge_in_max": max([c["frames_after_barge_in"] for c in counters], default=None),
         "underruns": sum(c["underruns"] for c in counters),
         "frames_out": sum(c["frames_out"] for c in counters),
-        "rss_before_mb": round(rss_before, 1), "rss_peak_mb": round(rss_peak, 1),
-        "rss_per_call_mb": round((rss_peak - rss_before) / n, 2), "rss_after_mb": round(rss_after, 1),
     }
 
 
@@ -253,7 +309,7 @@ def _snr(x: np.ndarray, y: np.ndarray, band: bool = False) -> float:
 
 def resampling_quality() -> Dict:
     """8 kHz -> 24 kHz -> 8 kHz round trip of the speech-like talk, SNR in dB: libsamplerate's
-    converters (ours, default sinc_fastest) against speex at SWITCH_RESAMPLE_QUALITY (2), as the
+    converters and ours (the FIR, the default) against speex at SWITCH_RESAMPLE_QUALITY (2), as the
     original module resamples, when libspeexdsp's headers are here."""
     import samplerate
     with tempfile.TemporaryDirectory() as d:
@@ -284,8 +340,10 @@ def resampling_quality() -> Dict:
     return out
 
 
-COLUMNS = ["calls", "connected", "switch_cpu_pct", "cpu_pct_per_call", "module_share_pct",
-           "module_threads_cpu_pct_per_call", "media_callbacks_cpu_pct_per_call", "local_server_cpu_pct", "gap_p50_ms", "gap_p99_ms_worst_call",
+COLUMNS = ["calls", "connected", "switch_cpu_pct", "cpu_pct_per_call", "cpu_pct_per_call_over_baseline",
+           "module_share_pct", "module_threads_cpu_pct_per_call", "media_callbacks_cpu_pct_per_call",
+           "local_server_cpu_pct", "server_in_kbit_s_per_call", "server_out_kbit_s_per_call",
+           "gap_p50_ms", "gap_p99_ms_worst_call",
            "gap_max_ms", "frames_late_20ms", "uplink_p50_ms", "uplink_p99_ms_worst_call", "downlink_idle_p50_ms",
            "downlink_idle_p99_ms_worst_call", "frames_after_barge_in_max", "underruns", "rss_per_call_mb",
            "rss_before_mb", "rss_after_mb"]
@@ -313,19 +371,34 @@ def main() -> int:
                         help="wire format: pcm (24 kHz, resampled) or pcmu (8 kHz, no resampling)")
     parser.add_argument("--switch-interval", type=float,
                         help="sys.setswitchinterval inside the switch (default: the module's 0.0005)")
+    parser.add_argument("--impl", choices=("python", "original", "none"), default="python",
+                        help="this module; the original C module (mod_openai_s2s.so, built and installed "
+                             "by you in the switch's module dir; beta only); or no session at all, to "
+                             "measure the calls' own cost")
+    parser.add_argument("--generation", choices=("ga", "beta"), default="ga")
     parser.add_argument("--out", default="bench.json")
     parser.add_argument("--compare")
+    parser.add_argument("--baseline", help="a --impl none run: adds each row's CPU per call above it")
     args = parser.parse_args()
     reason = realswitch.missing_reason()
     if reason:
         print(f"cannot run: {reason}", file=sys.stderr)
         return 2
+    modules = None
+    if args.impl == "original":
+        if args.generation != "beta":
+            parser.error("the original module speaks only the beta protocol: add --generation beta")
+        if not (realswitch.mod_dir(realswitch.find_prefix()) / "mod_openai_s2s.so").exists():
+            print("cannot run: no mod_openai_s2s.so in the switch's module directory", file=sys.stderr)
+            return 2
+        modules = [m for m in realswitch.MODULES if m != "mod_python3"] + ["mod_openai_s2s"]
     workdir = Path(tempfile.mkdtemp(prefix="openai_s2s-bench-"))
     talk = workdir / "talk.wav"
     talk_wav(talk)
     port = realswitch.free_port()
     server = subprocess.Popen([sys.executable, "-m", "openai_s2s.localserver", "--port", str(port),
-                               "--api-key", KEY, "--reply", "echo"], cwd=REPO,
+                               "--api-key", KEY, "--reply", "echo", "--generation", args.generation],
+                              cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:   # the server imports numpy first: wait for its port
@@ -341,25 +414,31 @@ def main() -> int:
         <action application="park"/>
       </condition></extension>"""
     env = {"OPENAI_S2S_SWITCH_INTERVAL": str(args.switch_interval)} if args.switch_interval else {}
-    fs = realswitch.RealSwitch(workdir / "fs", dialplan, env=env)
+    fs = realswitch.RealSwitch(workdir / "fs", dialplan, env=env, modules=modules)
     rows = []
     try:
         fs.start()
         deadline = time.monotonic() + 30
-        while "1 total" not in fs.cli("show api uuid_openai_s2s") and time.monotonic() < deadline:
+        while "uuid_openai_s2s" not in fs.cli("show api uuid_openai_s2s") and time.monotonic() < deadline:
             time.sleep(0.2)
         esl = Esl(fs.esl_port, realswitch.PASSWORD)
         esl.api("log 4")   # keep the switch's own logging out of the measurement
         for n in [int(c) for c in args.calls.split(",")]:
             row = run_n(fs, esl, f"ws://127.0.0.1:{port}", n, args.seconds, args.format, talk, args.warmup,
-                        server.pid)
+                        server.pid, args.impl, args.generation)
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:
         fs.stop()
         server.terminate()
         server.wait(10)
-    result = {"format": args.format, "seconds": args.seconds, "cpus": os.cpu_count(), "rows": rows,
+    if args.baseline:
+        base = {r["calls"]: r for r in json.loads(Path(args.baseline).read_text())["rows"]}
+        for row in rows:
+            if row["calls"] in base:
+                row["cpu_pct_per_call_over_baseline"] = round(
+                    row["cpu_pct_per_call"] - base[row["calls"]]["cpu_pct_per_call"], 2)
+    result = {"impl": args.impl, "generation": args.generation, "format": args.format, "seconds": args.seconds, "cpus": os.cpu_count(), "rows": rows,
               "resampling_snr_db": resampling_quality()}
     Path(args.out).write_text(json.dumps(result, indent=1))
     compare = json.loads(Path(args.compare).read_text())["rows"] if args.compare else None

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import List, Dict, Optional
 
 REPO = Path(__file__).resolve().parent.parent
 MODULES = ["mod_console", "mod_logfile", "mod_event_socket", "mod_commands", "mod_dptools",
@@ -120,7 +120,7 @@ def _document(configs: str, dialplan: str) -> str:
 
 class RealSwitch:
     def __init__(self, workdir: Path, dialplan: str, env: Optional[Dict[str, str]] = None,
-                 as_installed: bool = False):
+                 as_installed: bool = False, modules: Optional[List[str]] = None):
         """as_installed: lay the conf out as a vanilla switch's (one file per configuration,
         mod_python3 commented out, no openai_s2s files, no PYTHONPATH) for the installer to
         complete; otherwise the project's freeswitch_conf is included and PYTHONPATH is the repo."""
@@ -131,6 +131,7 @@ class RealSwitch:
         self.dialplan = dialplan
         self.env = env or {}
         self.conf = workdir / "conf"
+        self.modules = modules or MODULES   # the benchmark swaps in the original C module
 
     @property
     def log_path(self) -> Path:
@@ -142,7 +143,7 @@ class RealSwitch:
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         autoload = self.conf / "autoload_configs"
         autoload.mkdir(exist_ok=True)
-        modules = "\n".join(f'        <load module="{m}"/>' for m in MODULES)
+        modules = "\n".join(f'        <load module="{m}"/>' for m in self.modules)
         if self.as_installed:
             modules = modules.replace('<load module="mod_python3"/>', '<!-- <load module="mod_python3"/> -->')
         configs = _core_configs(self.workdir, self.esl_port, modules)
