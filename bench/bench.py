@@ -272,6 +272,10 @@ def run_n(fs: realswitch.RealSwitch, esl: Esl, server_url: str, n: int, seconds:
         "frames_after_barge_in_max": max([c["frames_after_barge_in"] for c in counters], default=None),
         "underruns": sum(c["underruns"] for c in counters),
         "frames_out": sum(c["frames_out"] for c in counters),
+        # at the end of the window: calls whose socket was full (the server not reading), and
+        # the largest backlog of frames queued for the uplink
+        "uplink_waiting_for_room": sum(bool(c.get("uplink_waiting_for_room")) for c in counters),
+        "uplink_queued_max": max([c.get("uplink_queued", 0) for c in counters], default=None),
     }
 
 
@@ -345,7 +349,8 @@ COLUMNS = ["calls", "connected", "switch_cpu_pct", "cpu_pct_per_call", "cpu_pct_
            "local_server_cpu_pct", "server_in_kbit_s_per_call", "server_out_kbit_s_per_call",
            "gap_p50_ms", "gap_p99_ms_worst_call",
            "gap_max_ms", "frames_late_20ms", "uplink_p50_ms", "uplink_p99_ms_worst_call", "downlink_idle_p50_ms",
-           "downlink_idle_p99_ms_worst_call", "frames_after_barge_in_max", "underruns", "rss_per_call_mb",
+           "downlink_idle_p99_ms_worst_call", "frames_after_barge_in_max", "underruns",
+           "uplink_waiting_for_room", "uplink_queued_max", "rss_per_call_mb",
            "rss_before_mb", "rss_after_mb"]
 
 

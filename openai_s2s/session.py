@@ -439,6 +439,8 @@ class Session:
                 "underruns": playout.underruns, "overruns": playout.overruns,
                 "barge_ins": proto.barge_ins, "translations": proto.translations,
                 "frames_after_barge_in": playout.frames_after_flush,
+                # the uplink's backlog, and whether it waits for the server to read
+                "uplink_queued": len(self._outq), "uplink_waiting_for_room": self._pending is not None,
             },
             "latency_ms": {"uplink": _percentiles(self.uplink_latency),
                            "downlink": _percentiles(playout.latencies),
