@@ -154,15 +154,14 @@ class Session:
                 ws.send_close(websocket.STATUS_NORMAL)
             except Exception:
                 pass
-        current = threading.current_thread()
-        for thread in (self._receiver,):
-            if thread is not current and thread.is_alive():
+        thread = self._receiver
+        if thread is not threading.current_thread() and thread.is_alive():
+            thread.join(JOIN_TIMEOUT / 2)
+            if thread.is_alive() and ws is not None:
+                ws.shutdown()  # a server that never answers the close is cut off here
                 thread.join(JOIN_TIMEOUT / 2)
-                if thread.is_alive() and ws is not None:
-                    ws.shutdown()  # a server that never answers the close is cut off here
-                    thread.join(JOIN_TIMEOUT / 2)
-                if thread.is_alive():
-                    log(ERR, f"[{self.uuid}] thread {thread.name} did not stop")
+            if thread.is_alive():
+                log(ERR, f"[{self.uuid}] thread {thread.name} did not stop")
         if ws is not None:
             ws.shutdown()
         self.playout.flush()
@@ -288,6 +287,8 @@ class Session:
             ping_interval = float(self.options["ping_interval"])
             self._next_ping = time.monotonic() + ping_interval if ping_interval else float("inf")
             uplink.PUMP.add(self)
+            if self._stop.is_set():    # closed while we attached: close() had nothing to remove
+                uplink.PUMP.remove(self)
             reason, code = self._receive(ws)
         except Exception as exc:  # never let a thread die silently
             reason = f"internal error: {exc!r}"
