@@ -381,6 +381,8 @@ def main() -> int:
                              "by you in the switch's module dir; beta only); or no session at all, to "
                              "measure the calls' own cost")
     parser.add_argument("--generation", choices=("ga", "beta"), default="ga")
+    parser.add_argument("--switch-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="more environment for the switch (e.g. PYTHONMALLOC=malloc); repeatable")
     parser.add_argument("--out", default="bench.json")
     parser.add_argument("--compare")
     parser.add_argument("--baseline", help="a --impl none run: adds each row's CPU per call above it")
@@ -419,6 +421,7 @@ def main() -> int:
         <action application="park"/>
       </condition></extension>"""
     env = {"OPENAI_S2S_SWITCH_INTERVAL": str(args.switch_interval)} if args.switch_interval else {}
+    env.update(item.split("=", 1) for item in args.switch_env)
     fs = realswitch.RealSwitch(workdir / "fs", dialplan, env=env, modules=modules)
     rows = []
     try:
