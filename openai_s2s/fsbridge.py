@@ -19,6 +19,10 @@ from . import native
 from .log import ERR, WARNING, log
 
 BUG_NAME = b"openai_s2s"
+# ctypes.memmove gives up the GIL for its copy; on a media thread, getting it back costs more
+# than the 320-byte copy itself (see native.KEEP_GIL).
+_memmove = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                             ctypes.c_size_t)(ctypes._memmove_addr)
 
 # Live bugs by id: the C side holds only the integer, so a stale pointer can never
 # reach a freed Python object. Never reloaded (this module is not the entry module).
@@ -167,7 +171,7 @@ class FsCall:
             theirs = np.ctypeslib.as_array(ctypes.cast(out.data, ctypes.POINTER(ctypes.c_int16)), (size // 2,))
             np.copyto(theirs, np.clip(mine + theirs, -32768, 32767), casting="unsafe")
         else:
-            ctypes.memmove(out.data, pcm, size)
+            _memmove(out.data, pcm, size)
             out.datalen = size
             out.samples = size // 2
         self.frames_written += 1

@@ -125,6 +125,12 @@ PROTOTYPES = {
     "switch_loadable_module_unload_module": (c_int, [c_char_p, c_char_p, c_int, POINTER(c_char_p)]),
     "switch_console_set_complete": (c_int, [c_char_p]),
 }
+# Called on media threads inside the bug callback, where the GIL is already held. ctypes
+# gives the GIL up around every CDLL call, and taking it back means queueing behind every
+# other Python thread; these calls are short and never wait on anything that needs Python
+# (the bug's read mutex is only held by the switch's own buffer copies), so they keep it.
+KEEP_GIL = {"switch_core_media_bug_read", "switch_core_media_bug_get_write_replace_frame",
+            "switch_core_media_bug_set_write_replace_frame"}
 # What tests/test_realswitch_native.py compiles against the installed headers: each struct's
 # C name and whether it is declared whole (size checked) or only as a prefix (offsets only),
 # and the constants above by their C names.
@@ -153,8 +159,9 @@ class Lib:
 
     def __init__(self, handle: ctypes.CDLL):
         self.handle = handle
+        holding = ctypes.PyDLL(handle._name, handle=handle._handle)   # same library, GIL kept
         for name, (restype, argtypes) in PROTOTYPES.items():
-            function = getattr(handle, name)
+            function = getattr(holding if name in KEEP_GIL else handle, name)
             function.restype, function.argtypes = restype, argtypes
             setattr(self, name, function)
 
