@@ -75,6 +75,23 @@ class Esl:
                 return body.strip()
 
 
+BUSY_MODULE = """
+import threading, time
+
+def runtime(args):
+    count, seconds = (float(x) for x in args.split())
+    def spin():
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            sum(range(1000))
+    threads = [threading.Thread(target=spin, daemon=True, name="bench-busy") for _ in range(int(count))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+"""
+
+
 def talk_wav(path: Path, rate: int = 8000) -> None:
     """2 s of a voiced, syllable-modulated signal, then 3 s of silence (5 s, looped by the caller)."""
     t = np.arange(int(2.0 * rate)) / rate
@@ -166,7 +183,8 @@ def pct(values: List[float], q: float) -> Optional[float]:
 
 
 def run_n(fs: realswitch.RealSwitch, esl: Esl, server_url: str, n: int, seconds: float, fmt: str,
-          talk: Path, warmup: float, server_pid: int, impl: str = "python", generation: str = "ga") -> Dict:
+          talk: Path, warmup: float, server_pid: int, impl: str = "python", generation: str = "ga",
+          busy_threads: int = 0) -> Dict:
     """impl: "python" (this module), "original" (the C module) or "none" (the same calls with
     no session: the harness's own cost, to subtract)."""
     pid = fs.pid
@@ -205,6 +223,8 @@ def run_n(fs: realswitch.RealSwitch, esl: Esl, server_url: str, n: int, seconds:
     time.sleep(warmup)
     before = {b: status_of(esl, b) for _, b in calls} if python else {}
     connected_ws = established_to(port)
+    if busy_threads:   # other Python in the switch, CPU-bound, for the whole window (pyrun)
+        esl.api(f"pyrun openai_s2s_bench_busy {busy_threads} {seconds + 1}")
     io0 = server_io(port)
     cpu0, mod0, srv0, t0 = proc_cpu(pid), module_threads_cpu(pid), proc_cpu(server_pid), time.monotonic()
     rss_peak = rss_mb(pid)
@@ -383,6 +403,8 @@ def main() -> int:
     parser.add_argument("--generation", choices=("ga", "beta"), default="ga")
     parser.add_argument("--switch-env", action="append", default=[], metavar="NAME=VALUE",
                         help="more environment for the switch (e.g. PYTHONMALLOC=malloc); repeatable")
+    parser.add_argument("--busy-threads", type=int, default=0,
+                        help="CPU-busy Python threads in the switch during the window (other scripts)")
     parser.add_argument("--out", default="bench.json")
     parser.add_argument("--compare")
     parser.add_argument("--baseline", help="a --impl none run: adds each row's CPU per call above it")
@@ -425,7 +447,9 @@ def main() -> int:
     fs = realswitch.RealSwitch(workdir / "fs", dialplan, env=env, modules=modules)
     rows = []
     try:
-        fs.start()
+        fs.write_conf()
+        (fs.workdir / "scripts" / "openai_s2s_bench_busy.py").write_text(BUSY_MODULE)
+        fs.start(write_conf=False)
         deadline = time.monotonic() + 30
         while "uuid_openai_s2s" not in fs.cli("show api uuid_openai_s2s") and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -433,7 +457,7 @@ def main() -> int:
         esl.api("log 4")   # keep the switch's own logging out of the measurement
         for n in [int(c) for c in args.calls.split(",")]:
             row = run_n(fs, esl, f"ws://127.0.0.1:{port}", n, args.seconds, args.format, talk, args.warmup,
-                        server.pid, args.impl, args.generation)
+                        server.pid, args.impl, args.generation, args.busy_threads)
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:
