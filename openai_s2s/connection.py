@@ -111,7 +111,25 @@ def open_websocket(endpoint: Endpoint, options: Dict[str, Any]) -> websocket.Web
     except websocket.WebSocketException as exc:
         raise ConnectError(f"websocket: {exc}") from None
     ws.settimeout(float(options.get("send_timeout", 5.0)))
+    read_ahead(ws)
     return ws
+
+
+READ_AHEAD = 16384
+
+
+def read_ahead(ws: websocket.WebSocket) -> None:
+    """Let websocket-client read ahead of the frame it is parsing.
+
+    Its frame buffer asks the socket for exactly the bytes it needs next (2 for the header,
+    then the length, then the payload): three recv calls per frame, and each gives up the GIL
+    and queues to take it back behind the media threads. Asked for more, it keeps the rest for
+    the next frame (websocket-client's recv_strict); where that hook is missing, nothing changes."""
+    frames = getattr(ws, "frame_buffer", None)
+    recv = getattr(frames, "recv", None)
+    if recv is None:
+        return
+    frames.recv = lambda size: recv(max(size, READ_AHEAD))
 
 
 def close_code(frame_data: bytes) -> Optional[int]:

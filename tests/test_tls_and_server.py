@@ -164,3 +164,22 @@ def test_server_beta_generation_by_header(server):
     delta = recv_until(ws, "response.audio.delta", "beta")
     assert len(base64.b64decode(delta["delta"])) == 800   # 100 ms of 8 kHz mu-law
     ws.close()
+
+
+def test_read_ahead_parses_back_to_back_frames_with_fewer_reads(server):
+    """The module's websocket reads ahead (connection.read_ahead): frames that arrive together
+    are each parsed whole, from far fewer reads than the three per frame it made before."""
+    from openai_s2s.connection import build_endpoint, open_websocket
+    endpoint = build_endpoint(server.url, "v1/realtime?model=gpt-realtime", "bearer", KEY)
+    ws = open_websocket(endpoint, {"send_timeout": 5.0})
+    reads, inner = [], ws.frame_buffer.recv
+    ws.frame_buffer.recv = lambda size: reads.append(size) or inner(size)
+    try:
+        for n in range(20):   # each earns an error event: 20 frames sent back to back
+            ws.send(orjson.dumps({"type": "no.such.event", "event_id": f"e{n}"}))
+        events = [orjson.loads(ws.recv()) for _ in range(21)]
+    finally:
+        ws.close()
+    assert events[0]["type"] == "session.created"
+    assert [e["error"]["event_id"] for e in events[1:]] == [f"e{n}" for n in range(20)]
+    assert len(reads) < 2 * len(events), len(reads)
