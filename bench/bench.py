@@ -426,7 +426,8 @@ def main() -> int:
     talk_wav(talk)
     port = realswitch.free_port()
     server = subprocess.Popen([sys.executable, "-m", "openai_s2s.localserver", "--port", str(port),
-                               "--api-key", KEY, "--reply", "echo", "--generation", args.generation],
+                               "--api-key", KEY, "--reply", "echo", "--generation", args.generation,
+                               "--no-record"],
                               cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20

@@ -182,7 +182,8 @@ class Connection:
         if self._stop.is_set():
             return
         event = {"type": kind, "event_id": new_id("event"), **fields}
-        self.sent.append(event)
+        if self.server.record:
+            self.sent.append(event)
         self.send_frame(OP_TEXT, orjson.dumps(event))
         self.events_sent += 1
         if self.fault and self.fault.startswith("close_after:") \
@@ -325,7 +326,8 @@ class Connection:
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             self.error("invalid_event", "Events must be objects with a type.")
             return
-        self.received.append(event)
+        if self.server.record:
+            self.received.append(event)
         handler = getattr(self, "on_" + event["type"].replace(".", "_"), None)
         if handler is None:
             self.error("invalid_event", f"Unknown event type {event['type']!r}.", event.get("event_id"))
@@ -605,8 +607,12 @@ class Connection:
 class LocalRealtimeServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, api_key: Optional[str] = "sk-local-test",
                  generation: str = "auto", reply: str = "echo", ssl_context: Optional[ssl.SSLContext] = None,
-                 speed: float = 4.0, fault: Optional[str] = None, vad_threshold: float = 500.0):
+                 speed: float = 4.0, fault: Optional[str] = None, vad_threshold: float = 500.0,
+                 record: bool = True):
+        """record: keep every event each way (tests read them); a load test turns it off, as the
+        lists of audio events grew by megabytes a minute and the GC walked them all."""
         self.host, self.api_key, self.generation = host, api_key, generation
+        self.record = record
         self.reply, self.ssl_context, self.speed = reply, ssl_context, speed
         self.fault, self.vad_threshold = fault, vad_threshold
         self._listener = socket.create_server((host, port), reuse_port=False)
@@ -700,6 +706,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--vad-threshold", type=float, default=500.0)
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
+    parser.add_argument("--no-record", action="store_true",
+                        help="keep no history of events (for load tests: it grows by MB a minute)")
     parser.add_argument("--allow-remote", action="store_true", help="listen on a non-loopback address")
     args = parser.parse_args(argv)
     if not args.allow_remote and args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -709,7 +717,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args.tls_cert, args.tls_key)
     server = LocalRealtimeServer(args.host, args.port, args.api_key, args.generation, args.reply,
-                                 context, args.speed, args.fault, args.vad_threshold).start()
+                                 context, args.speed, args.fault, args.vad_threshold,
+                                 record=not args.no_record).start()
     print(f"listening on {server.url}", flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
