@@ -94,6 +94,10 @@ class Session:
         self._chunk_bytes = 0
         self._chunk_started = 0.0
         self._pending: Optional[Tuple[bytes, Optional[float], int]] = None  # waits for room
+        # Room known to be left in the socket. It only understates (the peer's acks free more),
+        # so the kernel is asked again only when a frame does not fit: asking costs two
+        # syscalls, and fcntl.ioctl gives the GIL up around its own.
+        self._room = 0
         self._next_tick = 0.0
         self._next_ping = float("inf")
         self.state = "connecting"
@@ -324,13 +328,12 @@ class Session:
         lock = getattr(ws, "lock", None)
         if lock is not None and lock.locked():
             return        # the receiver is answering a ping: its turn, ours next tick
-        room = uplink.send_room(ws.sock) if (self._outq or self._pending) else 0
         if self._pending is not None:
-            if len(self._pending[0]) > room:
+            if not self._fits(ws, len(self._pending[0])):
                 self._upkeep(ws, now)
                 return
             item, self._pending = self._pending, None
-            room -= self._send_now(ws, *item)
+            self._room -= self._send_now(ws, *item)
         outq = self._outq
         for _ in range(len(outq)):    # what is there now: the media thread keeps appending
             stamp, payload = outq.popleft()
@@ -352,11 +355,16 @@ class Session:
                     continue
             else:
                 item = (payload, None, 0)
-            if len(item[0]) > room:
+            if not self._fits(ws, len(item[0])):
                 self._pending = item
                 break
-            room -= self._send_now(ws, *item)
+            self._room -= self._send_now(ws, *item)
         self._upkeep(ws, now)
+
+    def _fits(self, ws: websocket.WebSocket, size: int) -> bool:
+        if size > self._room:
+            self._room = uplink.send_room(ws.sock)
+        return size <= self._room
 
     def pump_failed(self, exc: BaseException) -> None:
         uplink.PUMP.remove(self)
