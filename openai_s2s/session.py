@@ -25,6 +25,7 @@ import websocket
 from . import events, registry, uplink
 from .audio import PCM24, AudioFormat, DownlinkDecoder, UplinkEncoder
 from .connection import ConnectError, Endpoint, close_code, open_websocket
+from .frames import OPCODE_PING, FrameWriter
 from .host import CallMedia
 from .log import ERR, INFO, WARNING, log
 from .playout import PlayoutBuffer
@@ -53,6 +54,20 @@ def _trim_heap() -> None:
         ctypes.CDLL(None).malloc_trim(0)
     except Exception:  # not glibc
         pass
+
+
+def _shutdown(ws: websocket.WebSocket) -> None:
+    """Close the socket, but not in the middle of the pump's write: the pump writes by file
+    descriptor (frames.FrameWriter), and a descriptor closed under it could be reused by
+    another call's new socket. The pump never holds the lock for long; a receiver stuck in a
+    pong to a server that stopped reading may, so the wait is bounded."""
+    lock = getattr(ws, "lock", None)
+    held = lock.acquire(timeout=1.0) if lock is not None else False
+    try:
+        ws.shutdown()
+    finally:
+        if held:
+            lock.release()
 
 
 def _percentiles(samples: "Deque[float]") -> Dict[str, Optional[float]]:
@@ -86,6 +101,7 @@ class Session:
         self._closing = False
         self._closed = threading.Event()
         self._ws: Optional[websocket.WebSocket] = None
+        self._writer: Optional[FrameWriter] = None   # the pump's, under ws.lock
         self._receiver = threading.Thread(target=self._run_receiver, daemon=True,
                                           name=f"s2s-rx-{self.uuid[:8]}")
         # uplink state: the pump thread's alone
@@ -162,12 +178,12 @@ class Session:
         if thread is not threading.current_thread() and thread.is_alive():
             thread.join(JOIN_TIMEOUT / 2)
             if thread.is_alive() and ws is not None:
-                ws.shutdown()  # a server that never answers the close is cut off here
+                _shutdown(ws)  # a server that never answers the close is cut off here
                 thread.join(JOIN_TIMEOUT / 2)
             if thread.is_alive():
                 log(ERR, f"[{self.uuid}] thread {thread.name} did not stop")
         if ws is not None:
-            ws.shutdown()
+            _shutdown(ws)
         self.playout.flush()
         self.state = "closed"
         if was_connected:
@@ -282,6 +298,7 @@ class Session:
             if self._stop.is_set():
                 ws.shutdown()
                 return
+            self._writer = FrameWriter(ws.sock)
             self._ws = ws
             self.state, self.connected_at = "connected", time.time()
             self._last_rx = time.monotonic()
@@ -322,18 +339,28 @@ class Session:
     # -- uplink pump thread -----------------------------------------------------------
     def pump(self, now: float) -> None:
         """Send what is queued, as far as the socket has room, then housekeeping. Never blocks."""
-        ws = self._ws
-        if ws is None or self._stop.is_set():
+        ws, writer = self._ws, self._writer
+        if ws is None or writer is None or self._stop.is_set():
             return
         lock = getattr(ws, "lock", None)
-        if lock is not None and lock.locked():
-            return        # the receiver is answering a ping: its turn, ours next tick
+        # websocket-client's own senders (pong, close) take this lock: frames never interleave.
+        if lock is None or lock.acquire(False):
+            try:
+                self._send_queued(ws, writer)
+                if now >= self._next_ping and self._fits(ws, 6):
+                    self._ping(writer, now)
+            finally:
+                if lock is not None:
+                    lock.release()
+        # else the receiver is answering a ping: its turn, ours next tick
+        self._upkeep(now)
+
+    def _send_queued(self, ws: websocket.WebSocket, writer: FrameWriter) -> None:
         if self._pending is not None:
             if not self._fits(ws, len(self._pending[0])):
-                self._upkeep(ws, now)
                 return
             item, self._pending = self._pending, None
-            self._room -= self._send_now(ws, *item)
+            self._room -= self._send_now(writer, *item)
         outq = self._outq
         for _ in range(len(outq)):    # what is there now: the media thread keeps appending
             stamp, payload = outq.popleft()
@@ -358,8 +385,7 @@ class Session:
             if not self._fits(ws, len(item[0])):
                 self._pending = item
                 break
-            self._room -= self._send_now(ws, *item)
-        self._upkeep(ws, now)
+            self._room -= self._send_now(writer, *item)
 
     def _fits(self, ws: websocket.WebSocket, size: int) -> bool:
         if size > self._room:
@@ -381,28 +407,30 @@ class Session:
         self._chunk.clear()
         return item
 
-    def _send_now(self, ws: websocket.WebSocket, data: bytes, started: Optional[float], audio: int) -> int:
-        ws.send(data, websocket.ABNF.OPCODE_TEXT)
+    def _send_now(self, writer: FrameWriter, data: bytes, started: Optional[float], audio: int) -> int:
+        size = writer.send(data)
         if started is None:
             self.events_out += 1
         else:
             self.uplink_latency.append(time.monotonic() - started)
             self.appends += 1
             self.bytes_up += audio
-        return len(data) + 14     # the frame's header, at most
+        return size
 
-    def _upkeep(self, ws: websocket.WebSocket, now: float) -> None:
+    def _ping(self, writer: FrameWriter, now: float) -> None:
+        self._room -= writer.send(b"", OPCODE_PING)
+        self._next_ping = now + float(self.options["ping_interval"])
+
+    def _upkeep(self, now: float) -> None:
         if now >= self._next_tick:
             self._next_tick = now + TICK
             self._housekeeping()
-        if now >= self._next_ping:
-            interval = float(self.options["ping_interval"])
-            if now - self._last_rx > 2 * interval + self.options["send_timeout"]:
-                uplink.PUMP.remove(self)
-                self._close_soon("ping timeout")
-                return
-            ws.ping()
-            self._next_ping = now + interval
+        # Silence from the server for two ping intervals (and a send timeout) ends the call;
+        # a ping that found no room in the socket counts too.
+        interval = float(self.options["ping_interval"])
+        if interval and now - self._last_rx > 2 * interval + self.options["send_timeout"]:
+            uplink.PUMP.remove(self)
+            self._close_soon("ping timeout")
 
     def _housekeeping(self) -> None:
         with self._play_lock:

@@ -1,0 +1,112 @@
+"""Websocket client frames for the uplink pump: built here, written without giving up the GIL.
+
+websocket-client's ``send`` gives the GIL up twice per frame: ``os.urandom`` for the mask key
+and the socket's ``send``. In the switch every media thread queues for the GIL, so a thread
+that gives it up waits behind them to get it back; the pump does that for every call on every
+tick, and at 100 calls it fell seconds behind while using half a core (measured: uplink p50
+3.2 s). Here the mask keys come from a pool filled by one ``os.urandom`` call per 1024 frames,
+and on a plain TCP socket the frame is written by libc ``send`` bound through ``ctypes.PyDLL``,
+which keeps the GIL, with MSG_DONTWAIT: the pump only writes what ``uplink.send_room`` said
+fits, so the call returns at once. A TLS socket goes through Python's ssl module (which gives
+the GIL up around SSL_write) as before.
+
+The caller holds ``ws.lock``, the lock websocket-client's own senders (pong, close) take, so
+frames never interleave.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import socket
+import ssl
+import struct
+from typing import Any, Callable, Optional
+
+OPCODE_TEXT = 0x1
+OPCODE_PING = 0x9
+MSG_DONTWAIT = 0x40
+MSG_NOSIGNAL = 0x4000
+_KEYS = 1024
+
+
+def _bind_send() -> Optional[Callable[..., int]]:
+    try:
+        send = ctypes.PyDLL(None, use_errno=True).send   # PyDLL: the GIL stays held across the call
+    except (OSError, AttributeError):        # no libc send (not POSIX)
+        return None
+    send.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int)
+    send.restype = ctypes.c_ssize_t
+    return send
+
+
+_libc_send = _bind_send() if os.name == "posix" else None
+
+
+class MaskKeys:
+    """Mask keys (RFC 6455 5.3: from a strong source of entropy), 4 bytes at a time from a pool."""
+
+    def __init__(self, pool_keys: int = _KEYS):
+        self._size = 4 * pool_keys
+        self._pool = b""
+        self._at = 0
+
+    def take(self) -> bytes:
+        if self._at >= len(self._pool):
+            self._pool, self._at = os.urandom(self._size), 0
+        key = self._pool[self._at:self._at + 4]
+        self._at += 4
+        return key
+
+
+def mask(key: bytes, data: bytes) -> bytes:
+    n = len(data)
+    if not n:
+        return b""
+    stream = key * (n // 4 + 1)
+    return (int.from_bytes(data, "little") ^ int.from_bytes(stream[:n], "little")).to_bytes(n, "little")
+
+
+def client_frame(payload: bytes, key: bytes, opcode: int = OPCODE_TEXT) -> bytes:
+    """One final, masked client frame."""
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+    elif n < 1 << 16:
+        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+    return head + key + mask(key, payload)
+
+
+class FrameWriter:
+    """Writes whole client frames on one connected socket; the caller holds the socket's send lock."""
+
+    def __init__(self, sock: Any, keys: Optional[MaskKeys] = None):
+        self.sock = sock
+        self.keys = keys or MaskKeys()
+        # ssl.SSLSocket is a socket.socket too: its bytes must go through the ssl module.
+        self.raw = (_libc_send is not None and isinstance(sock, socket.socket)
+                    and not isinstance(sock, ssl.SSLSocket))
+
+    def send(self, payload: bytes, opcode: int = OPCODE_TEXT) -> int:
+        """Write one frame whole; returns its size on the wire. Raises OSError if the socket fails."""
+        data = client_frame(payload, self.keys.take(), opcode)
+        if not self.raw:
+            self.sock.sendall(data)
+            return len(data)
+        fd = self.sock.fileno()
+        if fd < 0:
+            raise OSError(errno.EBADF, "socket is closed")
+        sent = _libc_send(fd, data, len(data), MSG_DONTWAIT | MSG_NOSIGNAL)
+        if sent == len(data):
+            return sent
+        if sent < 0:
+            err = ctypes.get_errno() or errno.EIO
+            if err not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+                raise OSError(err, os.strerror(err))
+            sent = 0
+        # The room estimate was wrong: finish the frame with a blocking write (bounded by the
+        # socket's timeout), since nothing else may be written until this frame is whole.
+        self.sock.sendall(data[sent:])
+        return len(data)

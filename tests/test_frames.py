@@ -1,0 +1,124 @@
+"""The uplink's own websocket client frames (openai_s2s.frames), checked against RFC 6455 and
+against websocket-client's parser on real sockets."""
+import socket
+import threading
+
+import pytest
+from websocket._abnf import ABNF, frame_buffer
+
+from openai_s2s import frames
+
+
+def _parse(data: bytes):
+    """Parse one frame with websocket-client's own reader (an implementation that is not ours)."""
+    pos = [0]
+
+    def recv(n):
+        chunk = data[pos[0]:pos[0] + n]
+        if not chunk:
+            raise AssertionError("the frame is cut short")
+        pos[0] += len(chunk)
+        return chunk
+
+    frame = frame_buffer(recv, skip_utf8_validation=True).recv_frame()
+    return frame, data[pos[0]:]
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 1000, 65535, 65536, 200000])
+def test_a_frame_is_final_masked_and_unmasks_to_the_payload(size):
+    payload = bytes((i * 7) & 0xFF for i in range(size))
+    key = b"\x12\x34\x56\x78"
+    data = frames.client_frame(payload, key)
+    assert data[0] == 0x81                      # FIN + text
+    assert data[1] & 0x80                       # masked, as a client must
+    frame, rest = _parse(data)
+    assert rest == b""
+    assert frame.opcode == ABNF.OPCODE_TEXT and frame.fin == 1
+    assert frame.data == payload
+    if size:
+        assert payload not in data              # the payload is not on the wire in clear
+
+
+def test_a_ping_frame_is_a_control_frame():
+    frame, _ = _parse(frames.client_frame(b"", b"abcd", frames.OPCODE_PING))
+    assert frame.opcode == ABNF.OPCODE_PING and frame.data == b""
+
+
+def test_mask_matches_websocket_client():
+    data = bytes(range(256)) * 5 + b"xyz"
+    assert frames.mask(b"\x01\xfe\x33\xc4", data) == ABNF.mask(b"\x01\xfe\x33\xc4", data)
+
+
+def test_mask_keys_come_from_a_pool_that_refills():
+    keys = frames.MaskKeys(pool_keys=8)
+    taken = [keys.take() for _ in range(40)]
+    assert all(len(k) == 4 for k in taken)
+    assert len(set(taken)) > 30                 # random, not a fixed key, across refills
+
+
+def test_writer_writes_whole_frames_on_a_plain_socket():
+    a, b = socket.socketpair()
+    try:
+        writer = frames.FrameWriter(a)
+        assert writer.raw == (frames._libc_send is not None)
+        sizes = [writer.send(b"hello %d" % i) for i in range(50)]
+        got = b""
+        while len(got) < sum(sizes):
+            got += b.recv(65536)
+        for i in range(50):
+            frame, got = _parse(got)
+            assert frame.data == b"hello %d" % i
+        assert got == b""
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_write_the_socket_cannot_take_at_once_is_finished_whole():
+    """When the room estimate is wrong, the frame is completed by a blocking write, never cut."""
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    a.settimeout(5)
+    payload = bytes(range(256)) * 2000           # 512 KB: far more than the buffers hold
+    wire_size = len(payload) + 2 + 8 + 4         # header, 64-bit length, mask key
+    received = bytearray()
+
+    def read_all():
+        while len(received) < wire_size:
+            chunk = b.recv(65536)
+            if not chunk:
+                return
+            received.extend(chunk)
+
+    reader = threading.Thread(target=read_all)
+    try:
+        writer = frames.FrameWriter(a)
+        reader.start()
+        size = writer.send(payload)
+        reader.join(10)
+        frame, rest = _parse(bytes(received))
+        assert size == len(received) and frame.data == payload and rest == b""
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_closed_socket_raises_oserror():
+    a, b = socket.socketpair()
+    writer = frames.FrameWriter(a)
+    a.close()
+    b.close()
+    with pytest.raises(OSError):
+        writer.send(b"late")
+
+
+def test_a_peer_that_went_away_raises_oserror_not_sigpipe():
+    a, b = socket.socketpair()
+    writer = frames.FrameWriter(a)
+    b.close()
+    with pytest.raises(OSError):
+        for _ in range(10):
+            writer.send(b"x" * 1000)
+    a.close()
+
