@@ -1,9 +1,13 @@
 """The FreeSWITCH side of :mod:`openai_s2s.host`: a channel's media through a media bug,
 events through the SWIG bindings, configuration through the XML registry.
 
-Runs only inside the switch. The media bug callback runs on the channel's
-media thread with the GIL taken by ctypes: it does one copy in (READ) or one
-copy out (WRITE_REPLACE), never blocks, and never lets an exception escape.
+Runs only inside the switch. A call has two media bugs: one that only buffers the caller's
+audio (READ_STREAM, no callback: the switch copies into the bug's buffer and calls nothing),
+and one whose WRITE_REPLACE callback runs Python on the media thread once per frame: it drains
+the first bug's buffer into the uplink and copies the model's audio out. One callback per
+frame instead of two: each one has to take the GIL, and at 100 calls taking it (futex waits
+and wake-ups behind the other threads) cost more than the work. The callback never blocks
+and never lets an exception escape.
 """
 from __future__ import annotations
 
@@ -19,6 +23,10 @@ from . import native
 from .log import ERR, WARNING, log
 
 BUG_NAME = b"openai_s2s"
+CAPTURE_BUG_NAME = b"openai_s2s_capture"
+# Writes that stop for longer than this leave stale caller audio in the capture bug's
+# buffer (it holds up to 512 KB): it is flushed rather than sent late.
+STALE_CAPTURE = 0.2
 # ctypes.memmove gives up the GIL for its copy; on a media thread, getting it back costs more
 # than the 320-byte copy itself (see native.KEEP_GIL).
 _memmove = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
@@ -36,9 +44,7 @@ def _bug_callback(bug, user_data, abc_type):  # media thread
         call = _bugs.get(user_data or 0)
         if call is not None:
             start = time.thread_time()     # CPU, not wall: a wait for the GIL is not our cost
-            if abc_type == native.SWITCH_ABC_TYPE_READ:
-                call._on_read(bug)
-            elif abc_type == native.SWITCH_ABC_TYPE_WRITE_REPLACE:
+            if abc_type == native.SWITCH_ABC_TYPE_WRITE_REPLACE:
                 call._on_write_replace(bug)
             elif abc_type == native.SWITCH_ABC_TYPE_CLOSE:
                 call._on_close()
@@ -46,6 +52,9 @@ def _bug_callback(bug, user_data, abc_type):  # media thread
     except BaseException:  # an exception must never unwind into the switch
         pass
     return native.SWITCH_TRUE
+
+
+_NO_CALLBACK = native.MEDIA_BUG_CALLBACK()   # a NULL function pointer: the switch calls nothing
 
 
 class FsCall:
@@ -58,7 +67,8 @@ class FsCall:
         self.frame_samples = frame_samples
         self.mix = True
         self._id = 0
-        self._bug = ctypes.c_void_p()
+        self._bug = ctypes.c_void_p()          # WRITE_REPLACE, with the callback
+        self._capture_bug = ctypes.c_void_p()  # READ_STREAM, no callback
         self._capture: Optional[Callable[[bytes], None]] = None
         self._playout: Optional[Callable[[], Optional[bytes]]] = None
         self._closed_cb: Optional[Callable[[], None]] = None
@@ -100,30 +110,42 @@ class FsCall:
                 self._capture, self._playout, self._closed_cb = capture, playout, closed
                 self._id = next(_ids)
                 _bugs[self._id] = self
-                flags = native.SMBF_READ_STREAM | native.SMBF_WRITE_REPLACE | native.SMBF_NO_PAUSE
                 status = self.lib.switch_core_media_bug_add(
-                    session, b"openai_s2s", self.uuid.encode(), _bug_callback,
-                    ctypes.c_void_p(self._id), 0, flags, ctypes.byref(self._bug))
+                    session, CAPTURE_BUG_NAME, self.uuid.encode(), _NO_CALLBACK, None, 0,
+                    native.SMBF_READ_STREAM | native.SMBF_NO_PAUSE, ctypes.byref(self._capture_bug))
+                if status == native.SWITCH_STATUS_SUCCESS:
+                    status = self.lib.switch_core_media_bug_add(
+                        session, BUG_NAME, self.uuid.encode(), _bug_callback, ctypes.c_void_p(self._id),
+                        0, native.SMBF_WRITE_REPLACE | native.SMBF_NO_PAUSE, ctypes.byref(self._bug))
+                    if status != native.SWITCH_STATUS_SUCCESS:
+                        self.lib.switch_core_media_bug_remove(session, ctypes.byref(self._capture_bug))
                 if status != native.SWITCH_STATUS_SUCCESS:
                     _bugs.pop(self._id, None)
                     self._id = 0
+                    self._bug = ctypes.c_void_p()
+                    self._capture_bug = ctypes.c_void_p()
                     raise RuntimeError(f"switch_core_media_bug_add failed (status {status})")
             finally:
                 native.release(self.lib, session)
 
     def detach(self) -> None:
         with self._lock:
-            if not self._id:
+            if not self._id and not self._capture_bug:
                 return
             session = native.locate(self.lib, self.uuid)
             if session is not None:
                 try:
                     # ctypes drops the GIL for this call, so a callback waiting for it can finish
-                    # and release the bug lock that the removal waits on.
+                    # and release the bug lock that the removal waits on. The callback's bug goes
+                    # first: once it is gone nothing reads the capture bug. A bug the switch has
+                    # already closed is not in its list, and removal only compares pointers.
                     if self._bug:
                         self.lib.switch_core_media_bug_remove(session, ctypes.byref(self._bug))
+                    if self._capture_bug:
+                        self.lib.switch_core_media_bug_remove(session, ctypes.byref(self._capture_bug))
                 finally:
                     native.release(self.lib, session)
+            self._capture_bug = ctypes.c_void_p()
             _bugs.pop(self._id, None)
             self._id = 0
 
@@ -137,9 +159,17 @@ class FsCall:
                 "callback_ms": round(self.callback_seconds * 1000, 1)}
 
     # media thread --------------------------------------------------------------
-    def _on_read(self, bug) -> None:
+    def _drain_capture(self, stale: bool) -> None:
+        # The capture bug lives as long as the callback's bug: the switch removes a call's bugs
+        # together under its bug lock, which the write path holds while this runs.
+        bug = self._capture_bug
+        if not bug:
+            return
+        if stale:
+            self.lib.switch_core_media_bug_flush(bug)
+            return
         frame = self._frame
-        for _ in range(8):  # drain, bounded: fill=TRUE is what lets the read end (see issue 3)
+        for _ in range(8):  # bounded; fill=TRUE: only whole frames of real audio
             frame.datalen = 0
             if self.lib.switch_core_media_bug_read(bug, ctypes.byref(frame), native.SWITCH_TRUE) \
                     != native.SWITCH_STATUS_SUCCESS or not frame.datalen:
@@ -149,6 +179,7 @@ class FsCall:
 
     def _on_write_replace(self, bug) -> None:
         now = time.monotonic()
+        self._drain_capture(stale=bool(self._last_write) and now - self._last_write > STALE_CAPTURE)
         if self._last_write:
             gap = now - self._last_write
             self.gap_histogram[min(int(gap * 1000), 100)] += 1
@@ -181,6 +212,9 @@ class FsCall:
         _bugs.pop(self._id, None)
         self._id = 0
         self._bug = ctypes.c_void_p()
+        # The capture bug stays for detach() to remove: at hangup the switch has closed it
+        # already (removal then finds nothing), but if only this bug was closed it is still on
+        # the channel. No callback reads it once this one has closed.
         closed = self._closed_cb
         if closed is not None:
             closed()

@@ -27,8 +27,9 @@ class CallMedia(Protocol):
     def variable(self, name: str) -> Optional[str]: ...
 
     def attach(self, capture: CaptureFn, playout: PlayoutFn, closed: ClosedFn, mix: bool = True) -> None:
-        """Start calling ``capture`` with each caller frame and ``playout`` for each frame
-        written to the caller, mixed into what the channel writes or replacing it.
+        """For each frame the channel writes to the caller, call ``capture`` with the caller
+        frames received since the last one, then ``playout`` for the frame to mix into what
+        the channel writes (or replace it). A channel that writes nothing calls neither.
         Raises RuntimeError if the media cannot be reached."""
 
     def detach(self) -> None:

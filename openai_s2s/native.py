@@ -111,6 +111,7 @@ PROTOTYPES = {
                                           ctypes.c_long, c_uint32, POINTER(c_void_p)]),
     "switch_core_media_bug_remove": (c_int, [c_void_p, POINTER(c_void_p)]),
     "switch_core_media_bug_read": (c_int, [c_void_p, POINTER(SwitchFrame), c_int]),
+    "switch_core_media_bug_flush": (None, [c_void_p]),
     "switch_core_media_bug_get_write_replace_frame": (POINTER(SwitchFrame), [c_void_p]),
     "switch_core_media_bug_set_write_replace_frame": (None, [c_void_p, POINTER(SwitchFrame)]),
     "switch_channel_get_variable_dup": (c_char_p, [c_void_p, c_char_p, c_int, c_int]),
@@ -128,8 +129,10 @@ PROTOTYPES = {
 # Called on media threads inside the bug callback, where the GIL is already held. ctypes
 # gives the GIL up around every CDLL call, and taking it back means queueing behind every
 # other Python thread; these calls are short and never wait on anything that needs Python
-# (the bug's read mutex is only held by the switch's own buffer copies), so they keep it.
-KEEP_GIL = {"switch_core_media_bug_read", "switch_core_media_bug_get_write_replace_frame",
+# (the capture bug's mutexes are only held by the switch's own buffer copies: that bug has no
+# callback), so they keep it.
+KEEP_GIL = {"switch_core_media_bug_read", "switch_core_media_bug_flush",
+            "switch_core_media_bug_get_write_replace_frame",
             "switch_core_media_bug_set_write_replace_frame"}
 # What tests/test_realswitch_native.py compiles against the installed headers: each struct's
 # C name and whether it is declared whole (size checked) or only as a prefix (offsets only),

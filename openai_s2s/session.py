@@ -33,6 +33,7 @@ from .protocol import (Action, End, EndAudio, Flush, Forward, Log, OpenUplink, P
                        RealtimeProtocol, Send, SetOutput)
 
 TICK = 0.02          # housekeeping period: playback events, overrun events
+NO_WRITES_WARNING = 2.0
 JOIN_TIMEOUT = 3.0
 _APPEND_HEAD = b'{"type":"input_audio_buffer.append","audio":"'
 
@@ -139,6 +140,9 @@ class Session:
         self._announced = False
         self._frames_seen = 0
         self._overruns_reported = (0, 0)
+        self._writes_seen: Optional[int] = None
+        self._writes_at = 0.0
+        self._warned_no_writes = False
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -424,7 +428,7 @@ class Session:
     def _upkeep(self, now: float) -> None:
         if now >= self._next_tick:
             self._next_tick = now + TICK
-            self._housekeeping()
+            self._housekeeping(now)
         # Silence from the server for two ping intervals (and a send timeout) ends the call;
         # a ping that found no room in the socket counts too.
         interval = float(self.options["ping_interval"])
@@ -432,7 +436,8 @@ class Session:
             uplink.PUMP.remove(self)
             self._close_soon("ping timeout")
 
-    def _housekeeping(self) -> None:
+    def _housekeeping(self, now: float) -> None:
+        self._check_writes(now)
         with self._play_lock:
             frames_out = self.playout.frames_out
             if not self._announced and frames_out > self._frames_seen:
@@ -454,6 +459,21 @@ class Session:
             if down:
                 events.fire(self.switch, events.BUFFER_OVERRUN, self.uuid,
                             events.body(direction="playout", dropped_deltas=down))
+
+    def _check_writes(self, now: float) -> None:
+        """Say once if the channel stops writing: the caller's audio is taken from the bug
+        on each frame the channel writes (one media callback a frame, see fsbridge), so a
+        channel that writes nothing is neither heard by the model nor hears it."""
+        writes = getattr(self.call, "write_callbacks", None)
+        if writes is None or not self.uplink_open:
+            return
+        if writes != self._writes_seen:
+            self._writes_seen, self._writes_at = writes, now
+        elif not self._warned_no_writes and now - self._writes_at > NO_WRITES_WARNING:
+            self._warned_no_writes = True
+            log(WARNING, f"[{self.uuid}] the channel has written no audio for {NO_WRITES_WARNING:g} s: "
+                         "the model neither hears the caller nor is heard (a parked call needs "
+                         "send_silence_when_idle=-1)")
 
     # -- status --------------------------------------------------------------------
     def status(self) -> Dict[str, Any]:

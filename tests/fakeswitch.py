@@ -33,6 +33,10 @@ class FakeCall:
         self.attached = False
         self.detach_count = 0
         self.frames_ticked = 0
+        # Like the real bridge: caller audio is taken on each frame the channel writes, and
+        # this counts those frames (fsbridge.FsCall.write_callbacks).
+        self.write_callbacks = 0
+        self._writing = True
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
         self._hangup = threading.Event()
@@ -70,6 +74,11 @@ class FakeCall:
     def hangup(self) -> None:
         self._hangup.set()
 
+    def stop_writing(self) -> None:
+        """The channel writes nothing (a parked call without send_silence_when_idle): like the
+        real bridge, no caller audio is taken and nothing is played."""
+        self._writing = False
+
     @property
     def media_running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -86,6 +95,10 @@ class FakeCall:
                     self.callback_errors.append(exc)
                 self.attached = False
                 return
+            if not self._writing:
+                time.sleep(period)
+                continue
+            self.write_callbacks += 1
             try:
                 capture(self._source.popleft() if self._source else silence)
                 frame = playout()

@@ -419,7 +419,7 @@ def test_uplink_overrun_is_bounded_and_reported(h):
     for _ in range(50):
         session._on_capture(bytes(320))
     assert len(session._outq) == 5 and session.uplink_dropped == 45
-    session._housekeeping()
+    session._housekeeping(time.monotonic())
     headers, body = h.switch.wait_event("openai_s2s::buffer_overrun", timeout=1)
     assert orjson.loads(body) == {"direction": "uplink", "dropped_ms": 900}
 
@@ -455,3 +455,19 @@ def test_a_server_that_stops_reading_holds_up_no_other_call(h, server):
     assert wait_until(lambda: len(h.uplink_audio(1)) > before + 8000, 10), "the live call's uplink stalled"
     assert h.api("u-stall session.delete").startswith("+OK")
     assert registry.get("u-stall") is None and registry.get("u-live") is not None
+
+
+def test_a_channel_that_stops_writing_is_reported_once(h):
+    """The switch hands the module the caller's audio on each frame the channel writes; a
+    channel that writes nothing (parked without send_silence_when_idle) gets a warning."""
+    call = h.call("u-mute")
+    h.create("u-mute")
+    h.connected("u-mute")
+    h.send("u-mute", SEED_SESSION_UPDATE)
+    assert wait_until(lambda: len(h.uplink_audio()) > 0)
+    assert not [line for line in h.logs if "has written no audio" in line]
+    call.stop_writing()
+    assert wait_until(lambda: [line for line in h.logs if "has written no audio" in line], 6)
+    time.sleep(0.5)
+    assert len([line for line in h.logs if "has written no audio" in line]) == 1
+    assert h.api("u-mute session.delete").startswith("+OK")
