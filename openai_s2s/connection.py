@@ -1,8 +1,8 @@
 """The websocket to the Realtime API: where it points, how it authenticates, TLS, and why it failed.
 
-websocket-client does the framing. Its ``send`` takes an internal lock
-(``enable_multithread``), so the uplink pump and the receiver thread can
-share one socket; the receiver alone reads.
+websocket-client does the handshake, the reading and the receiver's own replies (pong, close);
+the uplink pump writes its frames itself (``frames.py``) under the same lock websocket-client
+takes for its sends (``enable_multithread``), so frames never interleave. The receiver alone reads.
 """
 from __future__ import annotations
 
