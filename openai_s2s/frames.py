@@ -18,9 +18,11 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import select
 import socket
 import ssl
 import struct
+import time
 from typing import Any, Callable, Optional
 
 OPCODE_TEXT = 0x1
@@ -82,9 +84,10 @@ def client_frame(payload: bytes, key: bytes, opcode: int = OPCODE_TEXT) -> bytes
 class FrameWriter:
     """Writes whole client frames on one connected socket; the caller holds the socket's send lock."""
 
-    def __init__(self, sock: Any, keys: Optional[MaskKeys] = None):
+    def __init__(self, sock: Any, keys: Optional[MaskKeys] = None, timeout: float = 5.0):
         self.sock = sock
         self.keys = keys or MaskKeys()
+        self.timeout = timeout
         # ssl.SSLSocket is a socket.socket too: its bytes must go through the ssl module.
         self.raw = (_libc_send is not None and isinstance(sock, socket.socket)
                     and not isinstance(sock, ssl.SSLSocket))
@@ -93,7 +96,7 @@ class FrameWriter:
         """Write one frame whole; returns its size on the wire. Raises OSError if the socket fails."""
         data = client_frame(payload, self.keys.take(), opcode)
         if not self.raw:
-            self.sock.sendall(data)
+            self._finish(memoryview(data))
             return len(data)
         fd = self.sock.fileno()
         if fd < 0:
@@ -106,7 +109,22 @@ class FrameWriter:
             if err not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
                 raise OSError(err, os.strerror(err))
             sent = 0
-        # The room estimate was wrong: finish the frame with a blocking write (bounded by the
-        # socket's timeout), since nothing else may be written until this frame is whole.
-        self.sock.sendall(data[sent:])
+        # The room estimate was wrong: finish the frame, waiting for room up to the timeout,
+        # since nothing else may be written until this frame is whole.
+        self._finish(memoryview(data)[sent:])
         return len(data)
+
+    def _finish(self, data: memoryview) -> None:
+        """Write all of ``data`` on a blocking or non-blocking socket, plain or TLS."""
+        deadline = time.monotonic() + self.timeout
+        while data:
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                sent = 0
+            data = data[sent:]
+            if data:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise OSError(errno.ETIMEDOUT, "send timed out with the frame half written")
+                select.select([], [self.sock], [], left)

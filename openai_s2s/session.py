@@ -302,7 +302,7 @@ class Session:
             if self._stop.is_set():
                 ws.shutdown()
                 return
-            self._writer = FrameWriter(ws.sock)
+            self._writer = FrameWriter(ws.sock, timeout=float(self.options["send_timeout"]))
             self._ws = ws
             self.state, self.connected_at = "connected", time.time()
             self._last_rx = time.monotonic()

@@ -74,12 +74,14 @@ def test_writer_writes_whole_frames_on_a_plain_socket():
         b.close()
 
 
-def test_a_write_the_socket_cannot_take_at_once_is_finished_whole():
-    """When the room estimate is wrong, the frame is completed by a blocking write, never cut."""
+@pytest.mark.parametrize("blocking", [True, False])
+def test_a_write_the_socket_cannot_take_at_once_is_finished_whole(blocking):
+    """When the room estimate is wrong, the frame is completed by waiting for room, never cut,
+    whether the socket has a timeout (as the module's do) or is non-blocking."""
     a, b = socket.socketpair()
     a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    a.settimeout(5)
+    a.settimeout(5 if blocking else 0)
     payload = bytes(range(256)) * 2000           # 512 KB: far more than the buffers hold
     wire_size = len(payload) + 2 + 8 + 4         # header, 64-bit length, mask key
     received = bytearray()
@@ -122,3 +124,17 @@ def test_a_peer_that_went_away_raises_oserror_not_sigpipe():
             writer.send(b"x" * 1000)
     a.close()
 
+
+
+def test_a_peer_that_never_reads_times_out_instead_of_blocking_forever():
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    a.setblocking(False)
+    try:
+        writer = frames.FrameWriter(a, timeout=0.3)
+        with pytest.raises(OSError):
+            for _ in range(100):
+                writer.send(bytes(65536))
+    finally:
+        a.close()
+        b.close()
