@@ -95,7 +95,7 @@ def test_idle_latency_counts_only_deltas_that_found_the_buffer_empty():
 
 
 def test_histogram_quantile_of_write_gaps():
-    from openai_s2s.fsbridge import histogram_quantile
+    from openai_s2s.gaps import histogram_quantile
     hist = [0] * 101
     assert histogram_quantile(hist, 0.5) is None
     hist[20] = 98
