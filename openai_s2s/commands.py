@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import orjson
 
-from . import config, registry
+from . import config, registry, unicast
 from .connection import AUTH_TYPES, build_endpoint
 from .log import DEBUG, ERR, INFO, add_secret, log
 from .protocol import BETA, ClientEventError, generation_for_path
@@ -121,6 +121,10 @@ def _create(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) ->
         options = settings.for_call(call.variable)
     except config.ConfigError as exc:
         raise CommandError(str(exc)) from None
+    if options["media"] == "unicast":
+        if not hasattr(call, "start_unicast"):
+            raise CommandError("media=unicast is not available on this switch")
+        call = unicast.UnicastCall(call)
     api_key = args[3] if len(args) == 4 else (
         call.variable(config.VAR_PREFIX + "api_key") or options["api_key"]
         or config.key_from_environment())

@@ -101,6 +101,9 @@ OPTIONS = (
            "resampler for 24 kHz pcm: fir (by-3 FIR, else sinc_medium) or a libsamplerate converter"),
     Option("playout_mode", "mix", _choice("mix", "replace"),
            "mix the model into what the channel plays (hold music, a bridged leg) or replace it"),
+    Option("media", "bug", _choice("bug", "unicast"),
+           "how the call's audio is reached: a media bug (any channel), or the switch's unicast "
+           "mode (parked channels without send_silence_when_idle; no Python on media threads)"),
     Option("idle_timeout_action", "forward", _choice("forward", "end"),
            "on input_audio_buffer.timeout_triggered: forward it, or end the session"),
     Option("instructions_dir", None, _text,

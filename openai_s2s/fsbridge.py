@@ -20,10 +20,14 @@ from typing import Callable, Dict, Optional
 import numpy as np
 
 from . import native
+from .gaps import GapMeter
+from .unicast import free_udp_port as unicast_free_port
 from .log import ERR, WARNING, log
 
 BUG_NAME = b"openai_s2s"
 CAPTURE_BUG_NAME = b"openai_s2s_capture"
+# host:switch-port:module-port of the unicast connection this module made (see start_unicast)
+UNICAST_VAR = "openai_s2s_unicast"
 # Writes that stop for longer than this leave stale caller audio in the capture bug's
 # buffer (it holds up to 512 KB): it is flushed rather than sent late.
 STALE_CAPTURE = 0.2
@@ -80,10 +84,7 @@ class FsCall:
         self.frames_read = 0
         self.frames_written = 0
         self.write_callbacks = 0
-        self.write_gap_max = 0.0      # seconds between WRITE_REPLACE callbacks (issue 3, fact 4)
-        self.write_gaps_over_40ms = 0
-        self._last_write = 0.0
-        self.gap_histogram = [0] * 101   # 1 ms bins of the gap between write callbacks, last = 100+
+        self.gaps = GapMeter()        # between WRITE_REPLACE callbacks
         self.callback_seconds = 0.0     # CPU time in our media callbacks (the module's media cost)
 
     # host.CallMedia
@@ -92,9 +93,7 @@ class FsCall:
         if session is None:
             return None
         try:
-            channel = self.lib.switch_core_session_get_channel(session)
-            value = self.lib.switch_channel_get_variable_dup(channel, name.encode(), native.SWITCH_TRUE, -1)
-            return value.decode("utf-8", "replace") if value is not None else None
+            return self._get(self.lib.switch_core_session_get_channel(session), name)
         finally:
             native.release(self.lib, session)
 
@@ -149,13 +148,58 @@ class FsCall:
             _bugs.pop(self._id, None)
             self._id = 0
 
+    # unicast mode (openai_s2s.unicast) ------------------------------------------------
+    def start_unicast(self, host: str, our_port: int) -> int:
+        """Have the parked channel stream its audio to ``host:our_port`` and write what comes
+        back; returns the channel's own port. Raises RuntimeError, changing nothing, when the
+        channel cannot do it."""
+        session = native.locate(self.lib, self.uuid)
+        if session is None:
+            raise RuntimeError(f"no such channel {self.uuid}")
+        try:
+            channel = self.lib.switch_core_session_get_channel(session)
+            if not self.lib.switch_channel_test_flag(channel, native.CF_PARK):
+                raise RuntimeError("media=unicast needs a parked channel (the park application)")
+            silence = self._get(channel, "send_silence_when_idle")
+            if silence and silence.strip() not in ("0", ""):
+                raise RuntimeError("media=unicast cannot be used with send_silence_when_idle set: "
+                                   "park would write its silence over the model")
+            mine = f"{host}:{{}}:{our_port}"
+            if self.lib.switch_channel_test_flag(channel, native.CF_UNICAST):
+                # Park keeps its first connection until the call leaves park: reuse it if ours.
+                ports = (self._get(channel, UNICAST_VAR) or "").split(":")
+                if len(ports) == 3 and mine.format(ports[1]) == ":".join(ports):
+                    return int(ports[1])
+                raise RuntimeError("the channel already has a unicast connection that is not this module's")
+            for _ in range(3):   # a port found free can be taken before the switch binds it
+                port = unicast_free_port(host)
+                if self.lib.switch_ivr_activate_unicast(session, host.encode(), port, host.encode(), our_port,
+                                                        b"udp", None) == native.SWITCH_STATUS_SUCCESS:
+                    self.lib.switch_channel_set_variable_var_check(channel, UNICAST_VAR.encode(),
+                                                                   mine.format(port).encode(), native.SWITCH_FALSE)
+                    return port
+            raise RuntimeError("switch_ivr_activate_unicast failed (see the switch's log)")
+        finally:
+            native.release(self.lib, session)
+
+    def unicast_alive(self) -> bool:
+        """False once the channel is gone or has left park (which ends its unicast connection)."""
+        session = native.locate(self.lib, self.uuid)
+        if session is None:
+            return False
+        try:
+            channel = self.lib.switch_core_session_get_channel(session)
+            return bool(self.lib.switch_channel_test_flag(channel, native.CF_UNICAST))
+        finally:
+            native.release(self.lib, session)
+
+    def _get(self, channel: int, name: str) -> Optional[str]:
+        value = self.lib.switch_channel_get_variable_dup(channel, name.encode(), native.SWITCH_TRUE, -1)
+        return value.decode("utf-8", "replace") if value is not None else None
+
     def stats(self) -> Dict[str, float]:
-        return {"frames_read": self.frames_read, "frames_written": self.frames_written,
-                "write_callbacks": self.write_callbacks,
-                "write_gap_p50_ms": histogram_quantile(self.gap_histogram, 0.5),
-                "write_gap_p99_ms": histogram_quantile(self.gap_histogram, 0.99),
-                "write_gap_max_ms": round(self.write_gap_max * 1000, 1),
-                "write_gaps_over_40ms": self.write_gaps_over_40ms,
+        return {"media": "bug", "frames_read": self.frames_read, "frames_written": self.frames_written,
+                "write_callbacks": self.write_callbacks, **self.gaps.stats(),
                 "callback_ms": round(self.callback_seconds * 1000, 1)}
 
     # media thread --------------------------------------------------------------
@@ -178,16 +222,7 @@ class FsCall:
             self._capture(ctypes.string_at(frame.data, frame.datalen))
 
     def _on_write_replace(self, bug) -> None:
-        now = time.monotonic()
-        self._drain_capture(stale=bool(self._last_write) and now - self._last_write > STALE_CAPTURE)
-        if self._last_write:
-            gap = now - self._last_write
-            self.gap_histogram[min(int(gap * 1000), 100)] += 1
-            if gap > self.write_gap_max:
-                self.write_gap_max = gap
-            if gap > 0.04:   # the frame came more than 20 ms late
-                self.write_gaps_over_40ms += 1
-        self._last_write = now
+        self._drain_capture(stale=self.gaps.frame(time.monotonic()) > STALE_CAPTURE)
         self.write_callbacks += 1
         pcm = self._playout()
         if pcm is None:
@@ -218,19 +253,6 @@ class FsCall:
         closed = self._closed_cb
         if closed is not None:
             closed()
-
-
-def histogram_quantile(histogram, q: float) -> Optional[int]:
-    """The q-quantile, in ms, of a 1 ms-bin histogram (None when empty)."""
-    total = sum(histogram)
-    if not total:
-        return None
-    rank, seen = q * total, 0
-    for ms, count in enumerate(histogram):
-        seen += count
-        if seen >= rank:
-            return ms
-    return len(histogram) - 1
 
 
 def read_impl(lib: native.Lib, session: int):

@@ -34,6 +34,11 @@ SMBF_WRITE_STREAM = 1 << 1
 SMBF_WRITE_REPLACE = 1 << 2
 SMBF_NO_PAUSE = 1 << 10
 
+# switch_channel_flag_t positions (the same from 1.10.0 to master; tests/test_realswitch_native.py
+# checks them against the installed headers)
+CF_UNICAST = 25
+CF_PARK = 41
+
 SWITCH_API_INTERFACE = 5          # switch_module_interface_name_t
 SWITCH_EVENT_CUSTOM = 0           # switch_event_types_t
 SWITCH_STACK_BOTTOM = 1
@@ -117,6 +122,9 @@ PROTOTYPES = {
     "switch_channel_get_variable_dup": (c_char_p, [c_void_p, c_char_p, c_int, c_int]),
     "switch_channel_set_variable_var_check": (c_int, [c_void_p, c_char_p, c_char_p, c_int]),
     "switch_channel_event_set_data": (None, [c_void_p, c_void_p]),
+    "switch_channel_test_flag": (c_uint32, [c_void_p, c_int]),
+    "switch_ivr_activate_unicast": (c_int, [c_void_p, c_char_p, c_uint16, c_char_p, c_uint16, c_char_p,
+                                            c_char_p]),
     "switch_event_reserve_subclass_detailed": (c_int, [c_char_p, c_char_p]),
     "switch_event_free_subclass_detailed": (c_int, [c_char_p, c_char_p]),
     "switch_loadable_module_build_dynamic": (c_int, [c_char_p, MODULE_LOAD, c_void_p, c_void_p, c_int]),
@@ -145,7 +153,7 @@ C_CONSTANTS = ["SWITCH_STATUS_SUCCESS", "SWITCH_STATUS_FALSE", "SWITCH_STATUS_NO
                "SWITCH_TRUE", "SWITCH_ABC_TYPE_INIT", "SWITCH_ABC_TYPE_READ", "SWITCH_ABC_TYPE_WRITE",
                "SWITCH_ABC_TYPE_WRITE_REPLACE", "SWITCH_ABC_TYPE_READ_REPLACE", "SWITCH_ABC_TYPE_READ_PING",
                "SWITCH_ABC_TYPE_CLOSE", "SMBF_READ_STREAM", "SMBF_WRITE_STREAM", "SMBF_WRITE_REPLACE",
-               "SMBF_NO_PAUSE", "SWITCH_API_INTERFACE", "SWITCH_EVENT_CUSTOM", "SWITCH_STACK_BOTTOM",
+               "SMBF_NO_PAUSE", "CF_UNICAST", "CF_PARK", "SWITCH_API_INTERFACE", "SWITCH_EVENT_CUSTOM", "SWITCH_STACK_BOTTOM",
                "SWITCH_RECOMMENDED_BUFFER_SIZE", "SWITCH_LOG_DEBUG", "SWITCH_LOG_INFO", "SWITCH_LOG_NOTICE",
                "SWITCH_LOG_WARNING", "SWITCH_LOG_ERROR", "SWITCH_LOG_CRIT"]
 

@@ -471,3 +471,13 @@ def test_a_channel_that_stops_writing_is_reported_once(h):
     time.sleep(0.5)
     assert len([line for line in h.logs if "has written no audio" in line]) == 1
     assert h.api("u-mute session.delete").startswith("+OK")
+
+
+def test_unicast_media_where_the_switch_has_none_is_a_clear_error(h):
+    """media=unicast needs the switch's unicast mode (fsbridge.FsCall.start_unicast); the
+    double has none, so the command must say so and create nothing."""
+    h.call("u-uni", openai_s2s_media="unicast")
+    assert h.create("u-uni") == "-ERR media=unicast is not available on this switch"
+    assert h.api("u-uni status").startswith("-ERR no openai_s2s session")
+    h.call("u-uni-bad", openai_s2s_media="rtp")
+    assert h.create("u-uni-bad").startswith("-ERR openai_s2s_media: expected one of bug, unicast")

@@ -33,6 +33,11 @@ def dialplan(server_url: str) -> str:
         <action application="answer"/>
         <action application="park"/>
       </condition></extension>
+      <extension name="park_unicast"><condition field="destination_number" expression="^park_unicast$">
+        <action application="set" data="openai_s2s_media=unicast"/>
+        <action application="answer"/>
+        <action application="park"/>
+      </condition></extension>
       <extension name="bridged"><condition field="destination_number" expression="^bridged$">
         <action application="set" data="loopback_bowout=false"/>
         <action application="answer"/>
@@ -233,6 +238,75 @@ def test_parked_call_audio_both_ways_barge_in_and_delete(fs, esl, server):
     assert len(echo) > 8000 * 2 * 0.3, "the caller heard no model audio"
     assert abs(dominant_freq(echo[: 8000 * 2 * 1], 8000) - 440) < 8
     assert KEY not in fs.log_text()
+
+
+def test_unicast_parked_call_audio_both_ways_barge_in_recreate_and_hangup(fs, esl, server):
+    a, b, record = new_call(fs, esl, "unicast", "park_unicast")
+    def connects():
+        return sum(1 for e in list(esl.events)
+                   if e.get("Event-Subclass") == "openai_s2s::connect" and e.get("Unique-ID") == b)
+
+    for round_ in range(2):   # the second session reuses the switch's unicast connection
+        mark, seen = len(server.connections), connects()
+        reply = api(esl, f"uuid_openai_s2s {b} session.create {server.url} v1/realtime bearer {KEY}")
+        assert reply.startswith("+OK connecting"), reply
+        deadline = time.monotonic() + 10
+        while connects() <= seen and time.monotonic() < deadline:
+            esl.wait(0.05)
+        assert connects() > seen
+        assert server.wait_for(lambda: len(server.connections) > mark)
+        conn = server.connections[mark]
+        api(esl, f"uuid_openai_s2s {b} client.event "
+                 f"{{\"type\":\"session.update\",\"session\":{{\"type\":\"realtime\"}}}}")
+        api(esl, f"uuid_broadcast {a} tone_stream://%(600,0,440) aleg")
+        assert server.wait_for(lambda: len(loud(uplink_audio(conn))) > 24000 * 2 * 0.5, 10)
+        assert abs(dominant_freq(loud(uplink_audio(conn)), 24000) - 440) < 5
+        assert server.wait_for(lambda: session_status(esl, b)["media"].get("frames_written", 0) > 10, 10)
+        status = session_status(esl, b)
+        assert status["media"]["media"] == "unicast" and status["media"]["frames_read"] > 50
+        print("unicast media:", status["media"], "latency:", status["latency_ms"])
+        if round_ == 0:
+            server.reply, server.speed = "tone", 1.5
+            try:
+                api(esl, f"uuid_openai_s2s {b} client.event {{\"type\":\"response.create\"}}")
+                esl.wait(0.5)
+                api(esl, f"uuid_broadcast {a} tone_stream://%(500,0,300) aleg")
+                assert server.wait_for(lambda: conn.truncations, 10)
+                counters = session_status(esl, b)["counters"]
+                assert counters["barge_ins"] >= 1 and counters["frames_after_barge_in"] <= 1
+            finally:
+                server.reply, server.speed = "echo", 4.0
+            esl.wait(0.6)   # the 300 Hz barge-in has ended: the next session hears only its own tone
+            assert fs.cli(f"uuid_openai_s2s {b} session.delete") == "+OK session deleted"
+            assert api(esl, f"uuid_getvar {b} openai_s2s_unicast").startswith("127.0.0.1:")
+    api(esl, f"uuid_kill {a}")         # hang up while the second session's audio flows
+    disconnect = wait_event(esl, "openai_s2s::disconnect", lambda e: e.get("Unique-ID") == b
+                            and orjson.loads(e["_body"])["reason"] == "hangup")
+    assert disconnect is not None
+    deadline = time.monotonic() + 5
+    while orjson.loads(fs.cli("uuid_openai_s2s status")[4:])["threads"] and time.monotonic() < deadline:
+        esl.wait(0.1)
+    no_leftovers(fs, esl, b)
+    echo = loud(recorded(record))
+    assert len(echo) > 8000 * 2 * 0.3, "the caller heard no model audio"
+    assert abs(dominant_freq(echo[: 8000 * 2 * 1], 8000) - 440) < 8
+    assert KEY not in fs.log_text()
+
+
+def test_unicast_refused_with_a_clear_error_where_it_cannot_work(fs, esl, server):
+    a, b, _ = new_call(fs, esl, "unicast-silence")          # parked with send_silence_when_idle
+    api(esl, f"uuid_setvar {b} openai_s2s_media unicast")
+    reply = api(esl, f"uuid_openai_s2s {b} session.create {server.url} v1/realtime bearer {KEY}")
+    assert reply.startswith("-ERR") and "send_silence_when_idle" in reply, reply
+    c, d, _ = new_call(fs, esl, "unicast-bridged", "bridged")   # d: in a bridge, not parked
+    api(esl, f"uuid_setvar {d} openai_s2s_media unicast")
+    reply = api(esl, f"uuid_openai_s2s {d} session.create {server.url} v1/realtime bearer {KEY}")
+    assert reply.startswith("-ERR") and "parked channel" in reply, reply
+    for uuid in (b, d):
+        assert api(esl, f"uuid_getvar {uuid} openai_s2s_unicast") in ("_undef_", "")
+        assert api(esl, f"uuid_openai_s2s {uuid} status").startswith("-ERR no openai_s2s session")
+    api(esl, f"uuid_kill {a}")
+    api(esl, f"uuid_kill {c}")
 
 
 def test_hangup_ends_the_session(fs, esl, server):

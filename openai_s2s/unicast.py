@@ -1,0 +1,331 @@
+"""Call media through FreeSWITCH's unicast mode: no Python on the switch's media threads.
+
+In the default mode a media bug runs a Python callback on each call's media thread once per
+frame, and every callback has to take the GIL. At 100 calls on 2 cores that hand-off, not the
+work, is what makes frames late (README, "Performance"). A parked channel can stream its audio
+by itself instead: with unicast active (``switch_ivr_activate_unicast``, what ESL's ``unicast``
+command uses) the park loop sends each frame it reads, decoded to L16, as a UDP datagram, and
+a C thread of the switch writes each datagram it receives to the channel. Here one Python
+thread, ``s2s-media``, serves every such call: it takes the callers' frames off one loopback
+socket and, once per frame time, sends each call its next frame of the model.
+
+What the switch imposes (switch_ivr.c, switch_ivr_park):
+- parked channels only: the park loop is what sends; a call that leaves park ends the session;
+- ``send_silence_when_idle`` must be off: park would write its silence between our frames;
+- unicast stays on until the call leaves park (park keeps the first connection it saw, so it
+  cannot be turned off and on again): after session.delete the channel's frames still arrive
+  here and are dropped, and a new session on the call reuses the same ports;
+- the channel writes only what we send: when the model is silent, nothing is written, and
+  ``playout_mode=mix`` has nothing to mix with.
+
+The FreeSWITCH half (activating unicast, checking it is still on) is the channel object's:
+:class:`openai_s2s.fsbridge.FsCall` in the switch, an honest double in the tests.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import socket
+import struct
+import threading
+import time
+from typing import Any, Callable, Dict, Optional
+
+from .gaps import GapMeter
+from .log import ERR, WARNING, log
+
+LOOPBACK = "127.0.0.1"
+CHECK_INTERVAL = 0.5   # seconds between checks that a call still has its unicast connection
+CATCH_UP = 3           # most frames sent to one call in one pass when the loop woke late
+IDLE_WAIT = 0.1        # the loop's sleep with no call
+_MAX_DATAGRAM = 8192   # SWITCH_RECOMMENDED_BUFFER_SIZE: the park loop never sends more
+
+
+def _bind_libc() -> Any:
+    """libc sendto/recvfrom through ctypes.PyDLL, which keeps the GIL: the socket module gives
+    it up around every call, and with the switch's threads about, getting it back costs more
+    than a non-blocking loopback datagram (the same reasoning as frames.py)."""
+    if os.name != "posix":
+        return None
+    try:
+        libc = ctypes.PyDLL(None, use_errno=True)
+        sendto, recvfrom = libc.sendto, libc.recvfrom
+    except (OSError, AttributeError):
+        return None
+    sendto.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int,
+                       ctypes.c_char_p, ctypes.c_uint32)
+    sendto.restype = ctypes.c_ssize_t
+    recvfrom.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                         ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32))
+    recvfrom.restype = ctypes.c_ssize_t
+    return sendto, recvfrom
+
+
+_LIBC = _bind_libc()
+
+
+def sockaddr_in(host: str, port: int) -> bytes:
+    """struct sockaddr_in: family in host order, port in network order."""
+    return struct.pack("=H", socket.AF_INET) + struct.pack("!H", port) + socket.inet_aton(host) + bytes(8)
+
+
+def free_udp_port(host: str = LOOPBACK) -> int:
+    """A port nothing listens on now (the caller may still lose a race for it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+class MediaLoop:
+    """One thread and one UDP socket for every unicast call."""
+
+    def __init__(self, host: str = LOOPBACK):
+        self.host = host
+        self._calls: Dict[int, "UnicastCall"] = {}   # by the switch-side port; replaced, never mutated
+        self._lock = threading.Lock()                # add/remove; never taken by the loop
+        self._passes = 0
+        self._pass_done = threading.Condition()
+        self._sock: Optional[socket.socket] = None
+        self._thread: Optional[threading.Thread] = None
+        self._epoch = time.monotonic()
+        self._buf = ctypes.create_string_buffer(_MAX_DATAGRAM)
+        self._addr = ctypes.create_string_buffer(16)
+        self._addrlen = ctypes.c_uint32(16)
+        self.datagrams_dropped = 0   # from a port no call owns (a deleted session's channel)
+
+    def port(self) -> int:
+        """The loop's own port. It never changes once bound: the switch keeps sending a parked
+        call's frames to it after session.delete, and a new session on the call reuses it."""
+        with self._lock:
+            if self._sock is None:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sock.bind((self.host, 0))
+                sock.setblocking(False)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+                self._sock = sock
+            return self._sock.getsockname()[1]
+
+    def next_tick(self, now: float, period: float) -> float:
+        """The first tick of a ``period`` grid at or after ``now``: calls of the same ptime
+        share ticks, so the loop wakes once per frame time, not once per call."""
+        ticks = -(-((now - self._epoch) / period - 1e-6) // 1)   # ceil, but a tick is its own
+        return self._epoch + ticks * period
+
+    def add(self, fs_port: int, call: "UnicastCall") -> None:
+        self.port()
+        with self._lock:
+            if fs_port in self._calls:
+                raise RuntimeError(f"unicast port {fs_port} is already in use by a session")
+            calls = dict(self._calls)
+            calls[fs_port] = call
+            self._calls = calls
+            if self._thread is None:   # like the uplink pump: a thread only while there are calls
+                while self._receive() is not None:   # sent while no loop ran (deleted sessions): stale
+                    self.datagrams_dropped += 1
+                self._thread = threading.Thread(target=self._run, name="s2s-media", daemon=True)
+                self._thread.start()
+
+    def remove(self, fs_port: int, call: "UnicastCall") -> None:
+        """When this returns the loop is not serving ``call`` and never will again."""
+        with self._lock:
+            if self._calls.get(fs_port) is not call:
+                return
+            calls = dict(self._calls)
+            del calls[fs_port]
+            self._calls = calls
+            thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return   # no loop, or the loop's own pass (a call that left park): it sees the new dict next
+        with self._pass_done:
+            # A pass takes its snapshot of the calls after its sleep, so the first pass to end
+            # from now on may still hold the old one; every later pass has the new one.
+            target = self._passes + 2
+            if not self._pass_done.wait_for(lambda: self._passes >= target or self._thread is not thread,
+                                            timeout=1.0):
+                log(ERR, "openai_s2s unicast: the media loop did not finish a pass in 1 s")
+
+    def send(self, address: bytes, port: int, pcm: bytes) -> bool:
+        sock = self._sock
+        if sock is None:
+            return False
+        if _LIBC is not None:
+            return _LIBC[0](sock.fileno(), pcm, len(pcm), socket.MSG_DONTWAIT, address, 16) == len(pcm)
+        try:
+            return sock.sendto(pcm, (self.host, port)) == len(pcm)
+        except OSError:
+            return False
+
+    def _receive(self) -> Optional[tuple]:
+        """One waiting datagram as (source port, bytes), or None."""
+        sock = self._sock
+        if _LIBC is not None:
+            self._addrlen.value = 16
+            size = _LIBC[1](sock.fileno(), self._buf, _MAX_DATAGRAM, socket.MSG_DONTWAIT,
+                            self._addr, ctypes.byref(self._addrlen))
+            if size < 0:
+                return None
+            return struct.unpack_from("!H", self._addr.raw, 2)[0], self._buf.raw[:size]
+        try:
+            data, (_, port) = sock.recvfrom(_MAX_DATAGRAM)
+        except OSError:
+            return None
+        return port, data
+
+    def _run(self) -> None:
+        from .session import _name_native_thread   # the one place that names OS threads
+        _name_native_thread()
+        while True:
+            with self._lock:
+                if not self._calls:
+                    self._thread = None   # under the lock: add() starts a new thread after this
+            if self._thread is not threading.current_thread():
+                with self._pass_done:
+                    self._pass_done.notify_all()
+                return
+            try:
+                self._pass()
+            except Exception as exc:   # the loop serves every call: it must not die
+                log(ERR, f"openai_s2s unicast: media loop error {exc!r}")
+                time.sleep(0.01)
+            with self._pass_done:
+                self._passes += 1
+                self._pass_done.notify_all()
+
+    def _pass(self) -> None:
+        calls = self._calls
+        now = time.monotonic()
+        wake = min((call.due for call in calls.values()), default=now + IDLE_WAIT)
+        if wake > now:
+            time.sleep(wake - now)
+        calls = self._calls   # after the sleep: see remove()
+        for _ in range(4 * len(calls) + 8):   # bounded: what arrived during one frame, and more
+            got = self._receive()
+            if got is None:
+                break
+            call = calls.get(got[0])
+            if call is None:
+                self.datagrams_dropped += 1
+            else:
+                _guarded(call, call._datagram, got[1])
+        now = time.monotonic()
+        for call in calls.values():
+            if now >= call.due:
+                _guarded(call, call._serve, now)
+            if now >= call.check_at:
+                _guarded(call, call._check, now)
+
+
+def _guarded(call: "UnicastCall", step: Callable[[Any], None], arg: Any) -> None:
+    """One call's failure must not stop the loop serving the others."""
+    try:
+        step(arg)
+    except Exception as exc:
+        call.errors += 1
+        if call.errors in (1, 10, 100, 1000):
+            log(ERR, f"[{call.uuid}] unicast media: {exc!r} ({call.errors} so far)")
+
+
+LOOP = MediaLoop()   # the process's one loop: this module is never reloaded
+
+
+class UnicastCall:
+    """host.CallMedia for a parked channel in unicast mode.
+
+    ``channel`` is the switch's side: ``uuid``, ``rate``, ``frame_samples``, ``variable(name)``,
+    ``start_unicast(host, port) -> switch-side port`` (raises RuntimeError) and
+    ``unicast_alive() -> bool``.
+    """
+
+    def __init__(self, channel: Any, loop: Optional[MediaLoop] = None):
+        self.channel = channel
+        self.uuid = channel.uuid
+        self.rate = channel.rate
+        self.frame_samples = channel.frame_samples
+        self.frame_seconds = channel.frame_samples / channel.rate
+        self.mix = False
+        self._loop = loop or LOOP
+        self._fs_port = 0
+        self._address = b""
+        self._capture: Optional[Callable[[bytes], None]] = None
+        self._playout: Optional[Callable[[], Optional[bytes]]] = None
+        self._closed: Optional[Callable[[], None]] = None
+        self._attached = False
+        self.due = float("inf")
+        self.check_at = float("inf")
+        self.gaps = GapMeter()   # between frames offered to the switch (sent, or nothing to send)
+        self.frames_read = 0
+        self.frames_written = 0
+        self.ticks = 0
+        self.send_failures = 0
+        self.errors = 0
+        self.callback_seconds = 0.0
+
+    def variable(self, name: str) -> Optional[str]:
+        return self.channel.variable(name)
+
+    def attach(self, capture, playout, closed, mix: bool = True) -> None:
+        if self._attached:
+            raise RuntimeError("already attached")
+        loop_port = self._loop.port()
+        fs_port = self.channel.start_unicast(self._loop.host, loop_port)
+        self._capture, self._playout, self._closed = capture, playout, closed
+        self._fs_port, self._address = fs_port, sockaddr_in(self._loop.host, fs_port)
+        now = time.monotonic()
+        self.due, self.check_at = self._loop.next_tick(now, self.frame_seconds), now + CHECK_INTERVAL
+        self._loop.add(fs_port, self)
+        self._attached = True
+
+    def detach(self) -> None:
+        if self._attached:
+            self._attached = False
+            self._loop.remove(self._fs_port, self)
+
+    def stats(self) -> Dict[str, Any]:
+        return {"media": "unicast", "unicast_port": self._fs_port,
+                "frames_read": self.frames_read, "frames_written": self.frames_written,
+                "ticks": self.ticks, "send_failures": self.send_failures, "errors": self.errors, **self.gaps.stats(),
+                "callback_ms": round(self.callback_seconds * 1000, 1)}
+
+    # the loop's thread ------------------------------------------------------------
+    def _datagram(self, pcm: bytes) -> None:
+        self.frames_read += 1
+        self._capture(pcm)
+
+    def _serve(self, now: float) -> None:
+        start = time.thread_time()
+        try:
+            for _ in range(CATCH_UP):
+                self.due += self.frame_seconds   # first: a failing playout must not spin the loop
+                self._frame(now)
+                if self.due > now:
+                    break
+        finally:
+            if self.due <= now:   # still behind after catching up: restart the clock from now
+                self.due = self._loop.next_tick(now + 1e-6, self.frame_seconds)
+            self.callback_seconds += time.thread_time() - start
+
+    def _frame(self, now: float) -> None:
+        self.gaps.frame(now)
+        self.ticks += 1
+        pcm = self._playout()
+        if pcm is None:
+            return
+        if self._loop.send(self._address, self._fs_port, pcm):
+            self.frames_written += 1
+        else:
+            self.send_failures += 1
+
+    def _check(self, now: float) -> None:
+        self.check_at = now + CHECK_INTERVAL
+        try:
+            alive = self.channel.unicast_alive()
+        except Exception as exc:
+            log(WARNING, f"[{self.uuid}] unicast check failed: {exc!r}")
+            alive = True
+        if alive:
+            return
+        self._attached = False
+        self._loop.remove(self._fs_port, self)
+        closed = self._closed
+        if closed is not None:
+            closed()

@@ -1,0 +1,215 @@
+"""Unicast media (openai_s2s.unicast): the module's media loop against a stand-in for the switch's
+side of a unicast connection.
+
+What the double fakes: activating unicast and the park loop. It is a real UDP socket on
+loopback that sends caller frames the way switch_ivr_park does (one L16 datagram a frame) and
+receives what the loop sends, the way the switch's unicast thread does. Whether FreeSWITCH
+really behaves so is tests/test_realswitch.py's job.
+"""
+import socket
+import threading
+import time
+
+import pytest
+
+from openai_s2s import unicast
+
+
+class SwitchSide:
+    """The channel: uuid, rate, frame_samples, start_unicast, unicast_alive."""
+
+    def __init__(self, uuid="call-1", rate=8000, frame_samples=160, refuse=None):
+        self.uuid, self.rate, self.frame_samples = uuid, rate, frame_samples
+        self.refuse = refuse
+        self.alive = True
+        self.sock = None
+        self.module_port = None
+
+    def variable(self, name):
+        return None
+
+    def start_unicast(self, host, port):
+        if self.refuse:
+            raise RuntimeError(self.refuse)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.sock.settimeout(2)
+        self.module_port = port
+        return self.sock.getsockname()[1]
+
+    def unicast_alive(self):
+        return self.alive
+
+    def send(self, pcm):
+        self.sock.sendto(pcm, ("127.0.0.1", self.module_port))
+
+    def receive(self, count):
+        return [self.sock.recv(8192) for _ in range(count)]
+
+
+class Engine:
+    """What the session gives attach(): a capture sink and a playout source."""
+
+    def __init__(self, frames=()):
+        self.captured = []
+        self.frames = list(frames)
+        self.playout_calls = 0
+        self.closed = 0
+        self.got = threading.Event()
+        self.want = 0
+
+    def capture(self, pcm):
+        self.captured.append(pcm)
+        if len(self.captured) >= self.want:
+            self.got.set()
+
+    def playout(self):
+        self.playout_calls += 1
+        return self.frames.pop(0) if self.frames else None
+
+    def on_closed(self):
+        self.closed += 1
+
+
+def _frame(i, size=320):
+    return bytes([i % 256]) * size
+
+
+def _until(predicate, timeout=3.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+@pytest.fixture
+def loop():
+    return unicast.MediaLoop()
+
+
+def _attach(loop, switch, engine):
+    call = unicast.UnicastCall(switch, loop)
+    call.attach(engine.capture, engine.playout, engine.on_closed)
+    return call
+
+
+def test_caller_frames_reach_capture_in_order(loop):
+    switch, engine = SwitchSide(), Engine()
+    call = _attach(loop, switch, engine)
+    engine.want = 5
+    for i in range(5):
+        switch.send(_frame(i))
+    assert engine.got.wait(3)
+    assert engine.captured == [_frame(i) for i in range(5)]
+    assert call.stats()["frames_read"] == 5
+    call.detach()
+
+
+def test_model_frames_go_to_the_switch_in_order_one_per_playout_call(loop):
+    frames = [_frame(i) for i in range(10)]
+    switch, engine = SwitchSide(), Engine(frames)
+    call = _attach(loop, switch, engine)
+    assert switch.receive(10) == frames
+    assert _until(lambda: engine.playout_calls > 10)   # it goes on asking once the model is silent
+    stats = call.stats()
+    assert stats["frames_written"] == 10 and stats["send_failures"] == 0
+    assert stats["ticks"] == engine.playout_calls or stats["ticks"] == engine.playout_calls + 1
+    call.detach()
+
+
+def test_two_calls_are_told_apart_by_port(loop):
+    first, second = SwitchSide("a"), SwitchSide("b")
+    one, two = Engine([b"A" * 320]), Engine([b"B" * 320])
+    calls = [_attach(loop, first, one), _attach(loop, second, two)]
+    one.want = two.want = 1
+    second.send(b"b" * 320)
+    first.send(b"a" * 320)
+    assert one.got.wait(3) and two.got.wait(3)
+    assert one.captured == [b"a" * 320] and two.captured == [b"b" * 320]
+    assert first.receive(1) == [b"A" * 320] and second.receive(1) == [b"B" * 320]
+    for call in calls:
+        call.detach()
+
+
+def test_after_detach_returns_nothing_of_the_call_runs(loop):
+    other = _attach(loop, SwitchSide("other"), Engine())   # keeps the loop running
+    switch, engine = SwitchSide(), Engine()
+    call = _attach(loop, switch, engine)
+    assert _until(lambda: engine.playout_calls > 2)
+    call.detach()
+    calls_then, dropped_then = engine.playout_calls, loop.datagrams_dropped
+    switch.send(_frame(1))
+    assert _until(lambda: loop.datagrams_dropped > dropped_then)   # the loop got it, and dropped it
+    assert engine.playout_calls == calls_then and engine.captured == []
+    call.detach()   # twice is harmless
+    other.detach()
+    assert _until(lambda: loop._thread is None)   # no call, no thread
+
+
+def test_frames_left_from_a_deleted_session_are_not_given_to_the_next(loop):
+    switch, engine = SwitchSide(), Engine()
+    call = _attach(loop, switch, engine)
+    call.detach()
+    assert _until(lambda: loop._thread is None)
+    switch.send(b"stale" * 64)                 # the parked channel goes on sending meanwhile
+    time.sleep(0.05)
+    again = unicast.UnicastCall(switch, loop)
+    switch.start_unicast = lambda host, port: switch.sock.getsockname()[1]   # the same connection
+    fresh = Engine()
+    fresh.want = 1
+    again.attach(fresh.capture, fresh.playout, fresh.on_closed)
+    switch.send(b"fresh" * 64)
+    assert fresh.got.wait(3)
+    assert fresh.captured == [b"fresh" * 64]
+    again.detach()
+
+
+def test_a_call_that_left_park_is_closed_once_and_no_longer_served(loop):
+    switch, engine = SwitchSide(), Engine()
+    call = _attach(loop, switch, engine)
+    switch.alive = False
+    assert _until(lambda: engine.closed == 1)
+    served = engine.playout_calls
+    time.sleep(unicast.CHECK_INTERVAL + 0.1)
+    assert engine.closed == 1 and engine.playout_calls == served
+    call.detach()   # the session's close() after the closed callback: nothing left to remove
+
+
+def test_a_failing_call_does_not_stop_the_others(loop):
+    bad_switch, good_switch = SwitchSide("bad"), SwitchSide("good")
+    bad, good = Engine(), Engine([_frame(i) for i in range(5)])
+
+    def broken():
+        raise ValueError("boom")
+    bad.playout = broken
+    calls = [_attach(loop, bad_switch, bad), _attach(loop, good_switch, good)]
+    assert good_switch.receive(5) == [_frame(i) for i in range(5)]
+    assert calls[0].stats()["errors"] > 0 and calls[1].stats()["errors"] == 0
+    for call in calls:
+        call.detach()
+
+
+def test_attach_that_the_switch_refuses_registers_nothing(loop):
+    switch, engine = SwitchSide(refuse="media=unicast needs a parked channel"), Engine()
+    call = unicast.UnicastCall(switch, loop)
+    with pytest.raises(RuntimeError, match="parked"):
+        call.attach(engine.capture, engine.playout, engine.on_closed)
+    assert loop._calls == {}
+    call.detach()
+
+
+def test_calls_of_one_ptime_share_the_loop_s_ticks(loop):
+    period = 0.02
+    ticks = {round(loop.next_tick(loop._epoch + offset, period) - loop._epoch, 9)
+             for offset in (0.0001, 0.005, 0.0199)}
+    assert ticks == {0.02}
+    assert loop.next_tick(loop._epoch + 0.02, period) == pytest.approx(loop._epoch + 0.02)
+
+
+def test_sockaddr_in_layout():
+    addr = unicast.sockaddr_in("127.0.0.1", 0x1234)
+    # the port in network order and the address; the family's byte order is proven by the
+    # datagrams that reach SwitchSide in the tests above
+    assert len(addr) == 16 and addr[2:4] == b"\x12\x34" and addr[4:8] == b"\x7f\x00\x00\x01"
