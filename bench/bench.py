@@ -184,7 +184,7 @@ def pct(values: List[float], q: float) -> Optional[float]:
 
 def run_n(fs: realswitch.RealSwitch, esl: Esl, server_url: str, n: int, seconds: float, fmt: str,
           talk: Path, warmup: float, server_pid: int, impl: str = "python", generation: str = "ga",
-          busy_threads: int = 0) -> Dict:
+          busy_threads: int = 0, media: str = "bug") -> Dict:
     """impl: "python" (this module), "original" (the C module) or "none" (the same calls with
     no session: the harness's own cost, to subtract)."""
     pid = fs.pid
@@ -192,7 +192,8 @@ def run_n(fs: realswitch.RealSwitch, esl: Esl, server_url: str, n: int, seconds:
     calls = []
     for i in range(n):
         a = f"bench-{n}-{i}-a"
-        reply = esl.api(f"originate {{origination_uuid={a},loopback_bowout=false}}loopback/park/default "
+        extension = "park_unicast" if media == "unicast" else "park"
+        reply = esl.api(f"originate {{origination_uuid={a},loopback_bowout=false}}loopback/{extension}/default "
                         f"&endless_playback({talk})")
         if not reply.startswith("+OK"):
             raise RuntimeError(f"originate: {reply}")
@@ -401,6 +402,9 @@ def main() -> int:
                              "by you in the switch's module dir; beta only); or no session at all, to "
                              "measure the calls' own cost")
     parser.add_argument("--generation", choices=("ga", "beta"), default="ga")
+    parser.add_argument("--media", choices=("bug", "unicast"), default="bug",
+                        help="this module's media path: a media bug, or the switch's unicast mode "
+                             "(the parked leg then has no send_silence_when_idle)")
     parser.add_argument("--switch-env", action="append", default=[], metavar="NAME=VALUE",
                         help="more environment for the switch (e.g. PYTHONMALLOC=malloc); repeatable")
     parser.add_argument("--busy-threads", type=int, default=0,
@@ -442,6 +446,11 @@ def main() -> int:
         <action application="set" data="send_silence_when_idle=-1"/>
         <action application="answer"/>
         <action application="park"/>
+      </condition></extension>
+      <extension name="park_unicast"><condition field="destination_number" expression="^park_unicast$">
+        <action application="set" data="openai_s2s_media=unicast"/>
+        <action application="answer"/>
+        <action application="park"/>
       </condition></extension>"""
     env = {"OPENAI_S2S_SWITCH_INTERVAL": str(args.switch_interval)} if args.switch_interval else {}
     env.update(item.split("=", 1) for item in args.switch_env)
@@ -458,7 +467,7 @@ def main() -> int:
         esl.api("log 4")   # keep the switch's own logging out of the measurement
         for n in [int(c) for c in args.calls.split(",")]:
             row = run_n(fs, esl, f"ws://127.0.0.1:{port}", n, args.seconds, args.format, talk, args.warmup,
-                        server.pid, args.impl, args.generation, args.busy_threads)
+                        server.pid, args.impl, args.generation, args.busy_threads, args.media)
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:
@@ -471,7 +480,7 @@ def main() -> int:
             if row["calls"] in base:
                 row["cpu_pct_per_call_over_baseline"] = round(
                     row["cpu_pct_per_call"] - base[row["calls"]]["cpu_pct_per_call"], 2)
-    result = {"impl": args.impl, "generation": args.generation, "format": args.format, "seconds": args.seconds, "cpus": os.cpu_count(), "rows": rows,
+    result = {"impl": args.impl, "media": args.media, "generation": args.generation, "format": args.format, "seconds": args.seconds, "cpus": os.cpu_count(), "rows": rows,
               "resampling_snr_db": resampling_quality()}
     Path(args.out).write_text(json.dumps(result, indent=1))
     compare = json.loads(Path(args.compare).read_text())["rows"] if args.compare else None
