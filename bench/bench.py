@@ -223,6 +223,7 @@ def run_n(fs: realswitch.RealSwitch, esl: Esl, server_url: str, n: int, seconds:
             esl.api(f"uuid_openai_s2s {b} client.event {session_update(fmt, generation)}")
     time.sleep(warmup)
     before = {b: status_of(esl, b) for _, b in calls} if python else {}
+    gc0 = json.loads(esl.api("uuid_openai_s2s status")[4:]).get("python_gc") if python else None
     connected_ws = established_to(port)
     if busy_threads:   # other Python in the switch, CPU-bound, for the whole window (pyrun)
         esl.api(f"pyrun openai_s2s_bench_busy {busy_threads} {seconds + 1}")
@@ -235,6 +236,7 @@ def run_n(fs: realswitch.RealSwitch, esl: Esl, server_url: str, n: int, seconds:
     cpu1, mod1, srv1, t1 = proc_cpu(pid), module_threads_cpu(pid), proc_cpu(server_pid), time.monotonic()
     io1 = server_io(port)
     after = {b: status_of(esl, b) for _, b in calls} if python else {}
+    gc1 = json.loads(esl.api("uuid_openai_s2s status")[4:]).get("python_gc") if python else None
     if os.environ.get("BENCH_DEBUG"):
         print("after", after, esl.api(f"uuid_openai_s2s {calls[0][1]} status"), file=sys.stderr)
     for a, b in calls:
@@ -297,6 +299,11 @@ def run_n(fs: realswitch.RealSwitch, esl: Esl, server_url: str, n: int, seconds:
         # the largest backlog of frames queued for the uplink
         "uplink_waiting_for_room": sum(bool(c.get("uplink_waiting_for_room")) for c in counters),
         "uplink_queued_max": max([c.get("uplink_queued", 0) for c in counters], default=None),
+        # Python's collector stops every thread of the interpreter: collections per generation
+        # in the window, and the longest pause of each since the switch started
+        "gc_collections_in_window": [b - a for a, b in zip(gc0["collections"], gc1["collections"])]
+        if gc0 and gc1 else None,
+        "gc_max_ms": gc1["max_ms"] if gc1 else None,
     }
 
 

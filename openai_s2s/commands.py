@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import orjson
 
-from . import config, registry, unicast
+from . import config, gcpause, registry, unicast
 from .connection import AUTH_TYPES, build_endpoint
 from .log import DEBUG, ERR, INFO, add_secret, log
 from .protocol import BETA, ClientEventError, generation_for_path
@@ -83,7 +83,7 @@ def _execute(line: str, switch: Any) -> str:
     if words[0] == "status" and len(words) == 1:
         threads = sum(t.name.startswith("s2s-") for t in threading.enumerate())
         return "+OK " + orjson.dumps({"sessions": [s.status() for s in registry.all_sessions()],
-                                      "threads": threads}).decode()
+                                      "threads": threads, "python_gc": gcpause.stats()}).decode()
     if len(words) < 2:
         if words[0] in COMMANDS:
             return _usage(f"<uuid> {words[0]} ...")
@@ -138,6 +138,7 @@ def _create(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) ->
                                   extra_headers=options["headers"])
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    gcpause.install()
     session = Session(switch, call, endpoint, options, generation)
     if not registry.add(uuid, session):
         raise CommandError(f"a session already exists on {uuid}; session.delete it first")

@@ -34,7 +34,7 @@ def test_rest_of_line_is_kept_exactly():
     ("u1 status", "-ERR no openai_s2s session on u1"),
     ("u1 pause", "-ERR no openai_s2s session on u1"),
     ("u1 mute everyone", "-USAGE: uuid_openai_s2s <uuid> mute [user|model|all]"),
-    ("status", '+OK {"sessions":[],"threads":0}'),
+    ("status", '+OK {"sessions":[],"threads":0,"python_gc":'),
 ])
 def test_bad_input_gets_a_clear_reply(line, reply):
     assert execute(line, FakeSwitch()).startswith(reply)
