@@ -15,7 +15,7 @@ import ctypes
 import itertools
 import threading
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Collection, Dict, Optional
 
 import numpy as np
 
@@ -149,10 +149,11 @@ class FsCall:
             self._id = 0
 
     # unicast mode (openai_s2s.unicast) ------------------------------------------------
-    def start_unicast(self, host: str, our_port: int) -> int:
+    def start_unicast(self, host: str, our_port: int, avoid: Collection[int] = ()) -> int:
         """Have the parked channel stream its audio to ``host:our_port`` and write what comes
-        back; returns the channel's own port. Raises RuntimeError, changing nothing, when the
-        channel cannot do it."""
+        back; returns the channel's own port, never one of ``avoid`` (ports of calls the media
+        loop still serves: a call that just hung up keeps its port there for up to half a
+        second). Raises RuntimeError, changing nothing, when the channel cannot do it."""
         session = native.locate(self.lib, self.uuid)
         if session is None:
             raise RuntimeError(f"no such channel {self.uuid}")
@@ -171,8 +172,10 @@ class FsCall:
                 if len(ports) == 3 and mine.format(ports[1]) == ":".join(ports):
                     return int(ports[1])
                 raise RuntimeError("the channel already has a unicast connection that is not this module's")
-            for _ in range(3):   # a port found free can be taken before the switch binds it
+            for _ in range(8):   # a port found free can be taken before the switch binds it
                 port = unicast_free_port(host)
+                if port in avoid:
+                    continue
                 if self.lib.switch_ivr_activate_unicast(session, host.encode(), port, host.encode(), our_port,
                                                         b"udp", None) == native.SWITCH_STATUS_SUCCESS:
                     self.lib.switch_channel_set_variable_var_check(channel, UNICAST_VAR.encode(),

@@ -105,6 +105,9 @@ class MediaLoop:
                 self._sock = sock
             return self._sock.getsockname()[1]
 
+    def ports_in_use(self) -> frozenset:
+        return frozenset(self._calls)
+
     def next_tick(self, now: float, period: float) -> float:
         """The first tick of a ``period`` grid at or after ``now``: calls of the same ptime
         share ticks, so the loop wakes once per frame time, not once per call."""
@@ -164,7 +167,7 @@ class MediaLoop:
                             self._addr, ctypes.byref(self._addrlen))
             if size < 0:
                 return None
-            return struct.unpack_from("!H", self._addr.raw, 2)[0], self._buf.raw[:size]
+            return struct.unpack_from("!H", self._addr, 2)[0], ctypes.string_at(self._buf, size)
         try:
             data, (_, port) = sock.recvfrom(_MAX_DATAGRAM)
         except OSError:
@@ -232,7 +235,7 @@ class UnicastCall:
     """host.CallMedia for a parked channel in unicast mode.
 
     ``channel`` is the switch's side: ``uuid``, ``rate``, ``frame_samples``, ``variable(name)``,
-    ``start_unicast(host, port) -> switch-side port`` (raises RuntimeError) and
+    ``start_unicast(host, port, avoid) -> switch-side port`` (raises RuntimeError) and
     ``unicast_alive() -> bool``.
     """
 
@@ -267,7 +270,7 @@ class UnicastCall:
         if self._attached:
             raise RuntimeError("already attached")
         loop_port = self._loop.port()
-        fs_port = self.channel.start_unicast(self._loop.host, loop_port)
+        fs_port = self.channel.start_unicast(self._loop.host, loop_port, self._loop.ports_in_use())
         self._capture, self._playout, self._closed = capture, playout, closed
         self._fs_port, self._address = fs_port, sockaddr_in(self._loop.host, fs_port)
         now = time.monotonic()

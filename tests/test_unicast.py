@@ -28,7 +28,8 @@ class SwitchSide:
     def variable(self, name):
         return None
 
-    def start_unicast(self, host, port):
+    def start_unicast(self, host, port, avoid=()):
+        self.avoided = avoid
         if self.refuse:
             raise RuntimeError(self.refuse)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -123,6 +124,8 @@ def test_two_calls_are_told_apart_by_port(loop):
     first, second = SwitchSide("a"), SwitchSide("b")
     one, two = Engine([b"A" * 320]), Engine([b"B" * 320])
     calls = [_attach(loop, first, one), _attach(loop, second, two)]
+    # the second was told which port the first holds, so that it never gets the same
+    assert second.avoided == {first.sock.getsockname()[1]}
     one.want = two.want = 1
     second.send(b"b" * 320)
     first.send(b"a" * 320)
@@ -156,7 +159,7 @@ def test_frames_left_from_a_deleted_session_are_not_given_to_the_next(loop):
     switch.send(b"stale" * 64)                 # the parked channel goes on sending meanwhile
     time.sleep(0.05)
     again = unicast.UnicastCall(switch, loop)
-    switch.start_unicast = lambda host, port: switch.sock.getsockname()[1]   # the same connection
+    switch.start_unicast = lambda host, port, avoid: switch.sock.getsockname()[1]   # the same connection
     fresh = Engine()
     fresh.want = 1
     again.attach(fresh.capture, fresh.playout, fresh.on_closed)
