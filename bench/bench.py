@@ -448,17 +448,7 @@ def main() -> int:
             break
         except OSError:
             time.sleep(0.2)
-    dialplan = """
-      <extension name="park"><condition field="destination_number" expression="^park$">
-        <action application="set" data="send_silence_when_idle=-1"/>
-        <action application="answer"/>
-        <action application="park"/>
-      </condition></extension>
-      <extension name="park_unicast"><condition field="destination_number" expression="^park_unicast$">
-        <action application="set" data="openai_s2s_media=unicast"/>
-        <action application="answer"/>
-        <action application="park"/>
-      </condition></extension>"""
+    dialplan = realswitch.PARK_EXTENSIONS
     env = {"OPENAI_S2S_SWITCH_INTERVAL": str(args.switch_interval)} if args.switch_interval else {}
     env.update(item.split("=", 1) for item in args.switch_env)
     fs = realswitch.RealSwitch(workdir / "fs", dialplan, env=env, modules=modules)

@@ -256,11 +256,8 @@ class UnicastCall:
         self.due = float("inf")
         self.check_at = float("inf")
         self.gaps = GapMeter()   # between frames offered to the switch (sent, or nothing to send)
-        self.frames_read = 0
-        self.frames_written = 0
-        self.ticks = 0
-        self.send_failures = 0
-        self.errors = 0
+        # counters, written by the loop's thread only
+        self.frames_read = self.frames_written = self.ticks = self.send_failures = self.errors = 0
         self.callback_seconds = 0.0
 
     def variable(self, name: str) -> Optional[str]:

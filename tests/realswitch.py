@@ -118,6 +118,21 @@ def _document(configs: str, dialplan: str) -> str:
 """
 
 
+# The module's channel, parked two ways: with silence written when idle (the media bug rides on
+# what the channel writes) and without it, for media=unicast (park itself streams the audio).
+PARK_EXTENSIONS = """
+      <extension name="park"><condition field="destination_number" expression="^park$">
+        <action application="set" data="send_silence_when_idle=-1"/>
+        <action application="answer"/>
+        <action application="park"/>
+      </condition></extension>
+      <extension name="park_unicast"><condition field="destination_number" expression="^park_unicast$">
+        <action application="set" data="openai_s2s_media=unicast"/>
+        <action application="answer"/>
+        <action application="park"/>
+      </condition></extension>"""
+
+
 class RealSwitch:
     def __init__(self, workdir: Path, dialplan: str, env: Optional[Dict[str, str]] = None,
                  as_installed: bool = False, modules: Optional[List[str]] = None):

@@ -27,17 +27,7 @@ SUBCLASSES = ("openai_s2s::connect", "openai_s2s::connect_failed", "openai_s2s::
 
 
 def dialplan(server_url: str) -> str:
-    return f"""
-      <extension name="park"><condition field="destination_number" expression="^park$">
-        <action application="set" data="send_silence_when_idle=-1"/>
-        <action application="answer"/>
-        <action application="park"/>
-      </condition></extension>
-      <extension name="park_unicast"><condition field="destination_number" expression="^park_unicast$">
-        <action application="set" data="openai_s2s_media=unicast"/>
-        <action application="answer"/>
-        <action application="park"/>
-      </condition></extension>
+    return realswitch.PARK_EXTENSIONS + f"""
       <extension name="bridged"><condition field="destination_number" expression="^bridged$">
         <action application="set" data="loopback_bowout=false"/>
         <action application="answer"/>

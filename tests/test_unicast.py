@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+from engine_harness import wait_until
 
 from openai_s2s import unicast
 
@@ -76,15 +77,6 @@ def _frame(i, size=320):
     return bytes([i % 256]) * size
 
 
-def _until(predicate, timeout=3.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
-
-
 @pytest.fixture
 def loop():
     return unicast.MediaLoop()
@@ -113,7 +105,7 @@ def test_model_frames_go_to_the_switch_in_order_one_per_playout_call(loop):
     switch, engine = SwitchSide(), Engine(frames)
     call = _attach(loop, switch, engine)
     assert switch.receive(10) == frames
-    assert _until(lambda: engine.playout_calls > 10)   # it goes on asking once the model is silent
+    assert wait_until(lambda: engine.playout_calls > 10)   # it goes on asking once the model is silent
     stats = call.stats()
     assert stats["frames_written"] == 10 and stats["send_failures"] == 0
     assert stats["ticks"] == engine.playout_calls or stats["ticks"] == engine.playout_calls + 1
@@ -140,22 +132,22 @@ def test_after_detach_returns_nothing_of_the_call_runs(loop):
     other = _attach(loop, SwitchSide("other"), Engine())   # keeps the loop running
     switch, engine = SwitchSide(), Engine()
     call = _attach(loop, switch, engine)
-    assert _until(lambda: engine.playout_calls > 2)
+    assert wait_until(lambda: engine.playout_calls > 2)
     call.detach()
     calls_then, dropped_then = engine.playout_calls, loop.datagrams_dropped
     switch.send(_frame(1))
-    assert _until(lambda: loop.datagrams_dropped > dropped_then)   # the loop got it, and dropped it
+    assert wait_until(lambda: loop.datagrams_dropped > dropped_then)   # the loop got it, and dropped it
     assert engine.playout_calls == calls_then and engine.captured == []
     call.detach()   # twice is harmless
     other.detach()
-    assert _until(lambda: loop._thread is None)   # no call, no thread
+    assert wait_until(lambda: loop._thread is None)   # no call, no thread
 
 
 def test_frames_left_from_a_deleted_session_are_not_given_to_the_next(loop):
     switch, engine = SwitchSide(), Engine()
     call = _attach(loop, switch, engine)
     call.detach()
-    assert _until(lambda: loop._thread is None)
+    assert wait_until(lambda: loop._thread is None)
     switch.send(b"stale" * 64)                 # the parked channel goes on sending meanwhile
     time.sleep(0.05)
     again = unicast.UnicastCall(switch, loop)
@@ -173,7 +165,7 @@ def test_a_call_that_left_park_is_closed_once_and_no_longer_served(loop):
     switch, engine = SwitchSide(), Engine()
     call = _attach(loop, switch, engine)
     switch.alive = False
-    assert _until(lambda: engine.closed == 1)
+    assert wait_until(lambda: engine.closed == 1)
     served = engine.playout_calls
     time.sleep(unicast.CHECK_INTERVAL + 0.1)
     assert engine.closed == 1 and engine.playout_calls == served
