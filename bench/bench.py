@@ -294,6 +294,8 @@ def run_n(fs: realswitch.RealSwitch, esl: Esl, server_url: str, n: int, seconds:
         "barge_ins": sum(c["barge_ins"] for c in counters),
         "frames_after_barge_in_max": max([c["frames_after_barge_in"] for c in counters], default=None),
         "underruns": sum(c["underruns"] for c in counters),
+        # of those, the ones with the server's next bytes already on this machine (ours)
+        "underruns_receiver_behind": sum(c.get("underruns_receiver_behind", 0) for c in counters),
         "frames_out": sum(c["frames_out"] for c in counters),
         # at the end of the window: calls whose socket was full (the server not reading), and
         # the largest backlog of frames queued for the uplink
@@ -378,6 +380,7 @@ COLUMNS = ["calls", "connected", "switch_cpu_pct", "cpu_pct_per_call", "cpu_pct_
            "gap_p50_ms", "gap_p99_ms_worst_call",
            "gap_max_ms", "frames_late_20ms", "uplink_p50_ms", "uplink_p99_ms_worst_call", "downlink_idle_p50_ms",
            "downlink_idle_p99_ms_worst_call", "frames_after_barge_in_max", "underruns",
+           "underruns_receiver_behind",
            "uplink_waiting_for_room", "uplink_queued_max", "rss_per_call_mb",
            "rss_before_mb", "rss_after_mb"]
 

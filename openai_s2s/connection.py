@@ -6,10 +6,12 @@ takes for its sends (``enable_multithread``), so frames never interleave. The re
 """
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import select
 import socket
 import ssl
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import quote, urlsplit
 
 import websocket
@@ -111,25 +113,110 @@ def open_websocket(endpoint: Endpoint, options: Dict[str, Any]) -> websocket.Web
     except websocket.WebSocketException as exc:
         raise ConnectError(f"websocket: {exc}") from None
     ws.settimeout(float(options.get("send_timeout", 5.0)))
-    read_ahead(ws)
+    ws.s2s_watch = read_ahead(ws)
     return ws
 
 
 READ_AHEAD = 16384
 
 
-def read_ahead(ws: websocket.WebSocket) -> None:
-    """Let websocket-client read ahead of the frame it is parsing.
+def _bind_ioctl() -> Optional[Callable[..., int]]:
+    """libc ioctl through ctypes.PyDLL, which keeps the GIL: it is asked on a media thread,
+    where giving the GIL up means queueing to take it back (fcntl.ioctl gives it up)."""
+    try:
+        ioctl = ctypes.PyDLL(None, use_errno=True).ioctl
+    except (OSError, AttributeError):
+        return None
+    ioctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.POINTER(ctypes.c_int))
+    ioctl.restype = ctypes.c_int
+    return ioctl
+
+
+_IOCTL = _bind_ioctl()
+try:
+    from termios import FIONREAD
+except ImportError:   # not a Unix: nothing can be asked, and the watch says so
+    FIONREAD = None
+
+
+def inbound_bytes(sock: Any) -> int:
+    """Bytes the kernel holds for ``sock`` that nobody has read yet; -1 if it cannot say."""
+    if _IOCTL is None or FIONREAD is None:
+        return -1
+    count = ctypes.c_int(0)
+    try:
+        fd = sock.fileno()
+    except (OSError, AttributeError):
+        return -1
+    if fd < 0 or _IOCTL(fd, FIONREAD, ctypes.byref(count)) != 0:
+        return -1
+    return count.value
+
+
+class ReceiveWatch:
+    """Whether the server owes us the next bytes: asked at an underrun, to tell whose it is.
+
+    The receiver is waiting on the server only while it waits for the socket to become
+    readable with nothing in the kernel and nothing decrypted ahead. Once bytes have arrived,
+    the time the receiver takes to get the GIL back, parse and decode them is the module's: an
+    underrun then happened with the audio already on this machine."""
+
+    def __init__(self, sock: Any):
+        self.sock = sock
+        self.waiting = False   # set and cleared by the receiver thread only
+        self._poller: Any = None
+
+    def waiting_on_server(self) -> bool:
+        """True if nothing the server sent is on our side yet (or it cannot be told)."""
+        if not self.waiting:
+            return False
+        return inbound_bytes(self.sock) <= 0
+
+    def wait_readable(self, timeout: Optional[float]) -> bool:
+        """Wait, with the GIL released, until the socket has something to read; False if the
+        timeout passed first. A socket that cannot be watched (closed, no poll) is readable:
+        the read that follows reports it."""
+        pending = getattr(self.sock, "pending", None)   # TLS: records already decrypted
+        if (pending is not None and pending()) or inbound_bytes(self.sock) != 0:
+            return True   # bytes waiting, or a kernel that cannot be asked: read at once
+        if self._poller is None:
+            try:
+                poller = select.poll()
+                poller.register(self.sock, select.POLLIN | select.POLLPRI)
+            except (AttributeError, ValueError, OSError):
+                return True
+            self._poller = poller
+        self.waiting = True
+        try:
+            # a closed descriptor answers POLLNVAL at once; the read then raises
+            return bool(self._poller.poll(None if timeout is None else max(0, int(timeout * 1000))))
+        finally:
+            self.waiting = False
+
+
+def read_ahead(ws: websocket.WebSocket) -> Optional[ReceiveWatch]:
+    """Let websocket-client read ahead of the frame it is parsing, and watch its waits.
 
     Its frame buffer asks the socket for exactly the bytes it needs next (2 for the header,
     then the length, then the payload): three recv calls per frame, and each gives up the GIL
     and queues to take it back behind the media threads. Asked for more, it keeps the rest for
-    the next frame (websocket-client's recv_strict); where that hook is missing, nothing changes."""
+    the next frame (websocket-client's recv_strict); where that hook is missing, nothing changes.
+    Each read first waits for the socket itself (same timeout), so that the time spent waiting
+    on the server is known (:class:`ReceiveWatch`)."""
     frames = getattr(ws, "frame_buffer", None)
     recv = getattr(frames, "recv", None)
-    if recv is None:
-        return
-    frames.recv = lambda size: recv(max(size, READ_AHEAD))
+    sock = getattr(ws, "sock", None)
+    if recv is None or sock is None:
+        return None
+    watch = ReceiveWatch(sock)
+
+    def read(size: int) -> bytes:
+        if not watch.wait_readable(sock.gettimeout()):
+            raise websocket.WebSocketTimeoutException("timed out")
+        return recv(max(size, READ_AHEAD))
+
+    frames.recv = read
+    return watch
 
 
 def close_code(frame_data: bytes) -> Optional[int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import time
-from typing import Deque, NamedTuple, Optional, Tuple
+from typing import Callable, Deque, NamedTuple, Optional, Tuple
 
 
 class Frame(NamedTuple):
@@ -47,6 +47,10 @@ class PlayoutBuffer:
         self.last: Optional[Frame] = None
         self.frames_out = 0
         self.underruns = 0
+        # of those, the ones where the server's next bytes were already on this machine: the
+        # receiver was behind, so the underrun is the module's, not the server's or the network's
+        self.underruns_receiver_behind = 0
+        self.waiting_on_server: Optional[Callable[[], bool]] = None   # set once connected
         self.paused = False
         self.muted = False
         self.flushed_item: Optional[Tuple[str, int]] = None
@@ -127,6 +131,9 @@ class PlayoutBuffer:
         except IndexError:
             if self.streaming:
                 self.underruns += 1
+                waiting = self.waiting_on_server
+                if waiting is not None and not waiting():
+                    self.underruns_receiver_behind += 1
             return None
         self.last = frame
         self.frames_out += 1

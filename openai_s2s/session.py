@@ -303,6 +303,9 @@ class Session:
                 ws.shutdown()
                 return
             self._writer = FrameWriter(ws.sock, timeout=float(self.options["send_timeout"]))
+            watch = getattr(ws, "s2s_watch", None)
+            if watch is not None:
+                self.playout.waiting_on_server = watch.waiting_on_server
             self._ws = ws
             self.state, self.connected_at = "connected", time.time()
             self._last_rx = time.monotonic()
@@ -493,7 +496,9 @@ class Session:
                 "events_out": self.events_out, "events_in": self.events_in,
                 "deltas": self.deltas, "bytes_down": self.bytes_down,
                 "frames_out": playout.frames_out, "frames_queued": playout.queued_frames,
-                "underruns": playout.underruns, "overruns": playout.overruns,
+                "underruns": playout.underruns,
+                "underruns_receiver_behind": playout.underruns_receiver_behind,
+                "overruns": playout.overruns,
                 "barge_ins": proto.barge_ins, "translations": proto.translations,
                 "frames_after_barge_in": playout.frames_after_flush,
                 # the uplink's backlog, and whether it waits for the server to read
