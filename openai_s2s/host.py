@@ -35,6 +35,11 @@ class CallMedia(Protocol):
     def detach(self) -> None:
         """Stop the callbacks; when this returns none is running or will run."""
 
+    # Optional: ``audio_ready()``, for a channel whose frame times are the module's to choose
+    # (unicast.py). The engine calls it, from its receiver thread, when model audio is queued
+    # with nothing ahead of it, so that the first frame need not wait for the next tick. A media
+    # bug's frame times are the switch's, and FsCall has no such method.
+
 
 class Switch(Protocol):
     def find_call(self, uuid: str) -> Optional[CallMedia]: ...

@@ -103,6 +103,8 @@ class Session:
         self._closed = threading.Event()
         self._ws: Optional[websocket.WebSocket] = None
         self._writer: Optional[FrameWriter] = None   # the pump's, under ws.lock
+        # a media path that chooses its own frame times is told when audio starts (host.py)
+        self._audio_ready = getattr(call, "audio_ready", None)
         self._receiver = threading.Thread(target=self._run_receiver, daemon=True,
                                           name=f"s2s-rx-{self.uuid[:8]}")
         # uplink state: the pump thread's alone
@@ -267,8 +269,11 @@ class Session:
         self.deltas += 1
         self.bytes_down += len(action.payload)
         pcm = self._decoder.decode(action.payload)
+        was_empty = self.playout.queued_frames == 0
         if not self.playout.push(action.item, pcm, time.monotonic()):
             self.playout_dropped += len(pcm)
+        elif was_empty and self.playout.queued_frames and self._audio_ready is not None:
+            self._audio_ready()
 
     def _barge_in(self) -> None:
         flushed = self.playout.flush()

@@ -37,6 +37,7 @@ from .log import ERR, WARNING, log
 LOOPBACK = "127.0.0.1"
 CHECK_INTERVAL = 0.5   # seconds between checks that a call still has its unicast connection
 CATCH_UP = 3           # most frames sent to one call in one pass when the loop woke late
+SLOTS = 4              # phases of the frame grid a call may move to when its audio starts
 IDLE_WAIT = 0.1        # the loop's sleep with no call
 _MAX_DATAGRAM = 8192   # SWITCH_RECOMMENDED_BUFFER_SIZE: the park loop never sends more
 
@@ -85,6 +86,7 @@ class MediaLoop:
         self._lock = threading.Lock()                # add/remove; never taken by the loop
         self._passes = 0
         self._pass_done = threading.Condition()
+        self._wake = threading.Event()   # set by a call whose audio starts between ticks
         self._sock: Optional[socket.socket] = None
         self._thread: Optional[threading.Thread] = None
         self._epoch = time.monotonic()
@@ -113,6 +115,9 @@ class MediaLoop:
         share ticks, so the loop wakes once per frame time, not once per call."""
         ticks = -(-((now - self._epoch) / period - 1e-6) // 1)   # ceil, but a tick is its own
         return self._epoch + ticks * period
+
+    def wake(self) -> None:
+        self._wake.set()
 
     def add(self, fs_port: int, call: "UnicastCall") -> None:
         self.port()
@@ -199,7 +204,8 @@ class MediaLoop:
         now = time.monotonic()
         wake = min((call.due for call in calls.values()), default=now + IDLE_WAIT)
         if wake > now:
-            time.sleep(wake - now)
+            self._wake.wait(wake - now)
+        self._wake.clear()   # before looking at the calls: a start after this sets it again
         calls = self._calls   # after the sleep: see remove()
         for _ in range(4 * len(calls) + 8):   # bounded: what arrived during one frame, and more
             got = self._receive()
@@ -212,6 +218,8 @@ class MediaLoop:
                 _guarded(call, call._datagram, got[1])
         now = time.monotonic()
         for call in calls.values():
+            if call.starts != call._starts_seen:
+                call._reschedule(now)
             if now >= call.due:
                 _guarded(call, call._serve, now)
             if now >= call.check_at:
@@ -255,6 +263,9 @@ class UnicastCall:
         self._attached = False
         self.due = float("inf")
         self.check_at = float("inf")
+        self.starts = 0         # audio_ready() calls: the session's thread writes it
+        self._starts_seen = 0   # the loop's
+        self._last_sent = float("-inf")
         self.gaps = GapMeter()   # between frames offered to the switch (sent, or nothing to send)
         # counters, written by the loop's thread only
         self.frames_read = self.frames_written = self.ticks = self.send_failures = self.errors = 0
@@ -280,6 +291,14 @@ class UnicastCall:
             self._attached = False
             self._loop.remove(self._fs_port, self)
 
+    def audio_ready(self) -> None:
+        """The model's audio was queued with nothing ahead of it (a response starts, or resumes
+        after an underrun). Its first frame need not wait for the call's next tick: the loop
+        moves the call to the first slot of the grid at which a frame can go. The switch writes
+        what we send when we send it, so the call's frame times are ours to choose."""
+        self.starts += 1
+        self._loop.wake()
+
     def stats(self) -> Dict[str, Any]:
         return {"media": "unicast", "unicast_port": self._fs_port,
                 "frames_read": self.frames_read, "frames_written": self.frames_written,
@@ -304,6 +323,17 @@ class UnicastCall:
                 self.due = self._loop.next_tick(now + 1e-6, self.frame_seconds)
             self.callback_seconds += time.thread_time() - start
 
+    def _reschedule(self, now: float) -> None:
+        """Bring the next frame forward to the earliest slot at which it keeps a frame time
+        after the last one sent (the far end must not get two frames closer than that). The
+        slots are a quarter of the frame grid, so the loop wakes at most SLOTS times a frame
+        time however the calls fall, and a start waits at most a quarter frame."""
+        self._starts_seen = self.starts
+        earliest = max(now, self._last_sent + self.frame_seconds)
+        slot = self._loop.next_tick(earliest, self.frame_seconds / SLOTS)
+        if slot < self.due:
+            self.due = slot
+
     def _frame(self, now: float) -> None:
         self.gaps.frame(now)
         self.ticks += 1
@@ -312,6 +342,7 @@ class UnicastCall:
             return
         if self._loop.send(self._address, self._fs_port, pcm):
             self.frames_written += 1
+            self._last_sent = now
         else:
             self.send_failures += 1
 

@@ -85,6 +85,22 @@ def test_tone_in_arrives_as_tone_and_model_audio_is_played(h, rate):
     assert any("beta shape translated to GA" in line for line in h.logs)
 
 
+def test_a_media_path_that_chooses_its_frame_times_is_told_when_audio_starts(h):
+    """host.CallMedia's optional audio_ready(): once when a response's audio starts, not per
+    delta (the local server streams 4x faster than real time, so nothing runs dry after)."""
+    call = h.call("u-ready")
+    starts = []
+    call.audio_ready = lambda: starts.append(sum(f is not None for f in call.heard_frames))
+    h.create("u-ready")
+    h.connected("u-ready")
+    h.send("u-ready", SEED_SESSION_UPDATE)
+    h.send("u-ready", {"type": "response.create"})
+    assert h.wait_server_event("u-ready", "output_audio.playback_stopped", timeout=10)
+    deltas = orjson.loads(h.api("u-ready status")[4:])["counters"]["deltas"]
+    assert deltas > 2 and len(starts) == 1
+    assert starts[0] == 0   # before the caller heard any of the model
+
+
 def test_g711_at_8k_both_ways(h):
     call = h.call("u-ulaw")
     h.create("u-ulaw")

@@ -203,6 +203,44 @@ def test_calls_of_one_ptime_share_the_loop_s_ticks(loop):
     assert loop.next_tick(loop._epoch + 0.02, period) == pytest.approx(loop._epoch + 0.02)
 
 
+def _idle_call(loop, last_sent, due):
+    call = unicast.UnicastCall(SwitchSide(), loop)
+    call._last_sent, call.due = last_sent, due
+    call.starts = 1
+    return call
+
+
+def test_audio_that_starts_between_ticks_goes_at_the_next_quarter_frame(loop):
+    e = loop._epoch
+    call = _idle_call(loop, last_sent=e - 10, due=e + 0.040)
+    call._reschedule(e + 0.0213)
+    assert call.due == pytest.approx(e + 0.025)   # not the grid's 0.040
+    assert call._starts_seen == call.starts
+
+
+def test_audio_that_starts_keeps_a_frame_time_after_the_last_frame_sent(loop):
+    e = loop._epoch
+    call = _idle_call(loop, last_sent=e + 0.0102, due=e + 0.040)
+    call._reschedule(e + 0.0213)
+    assert call.due == pytest.approx(e + 0.035)   # the first slot 20 ms after 10.2 ms
+    # a call already due sooner keeps its time
+    call = _idle_call(loop, last_sent=e - 10, due=e + 0.022)
+    call._reschedule(e + 0.0213)
+    assert call.due == pytest.approx(e + 0.022)
+
+
+def test_audio_ready_wakes_the_loop_before_the_calls_next_tick(loop):
+    """Frames of 2 s: the kicked frame goes within a quarter frame, a grid tick could be 2 s away."""
+    switch, engine = SwitchSide(frame_samples=16000), Engine()
+    call = _attach(loop, switch, engine)
+    assert wait_until(lambda: engine.playout_calls >= 1, 5)   # a tick passed: the next is 2 s off
+    engine.frames.append(_frame(7))   # any size: the loop sends what playout gives
+    call.audio_ready()
+    switch.sock.settimeout(1.0)
+    assert switch.receive(1) == [_frame(7)]
+    call.detach()
+
+
 def test_sockaddr_in_layout():
     addr = unicast.sockaddr_in("127.0.0.1", 0x1234)
     # the port in network order and the address; the family's byte order is proven by the
