@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import errno
+import os
 import select
 import socket
 import ssl
@@ -120,23 +122,28 @@ def open_websocket(endpoint: Endpoint, options: Dict[str, Any]) -> websocket.Web
 READ_AHEAD = 16384
 
 
-def _bind_ioctl() -> Optional[Callable[..., int]]:
-    """libc ioctl through ctypes.PyDLL, which keeps the GIL: it is asked on a media thread,
-    where giving the GIL up means queueing to take it back (fcntl.ioctl gives it up)."""
+def _bind_libc() -> Tuple[Optional[Callable[..., int]], Optional[Callable[..., int]]]:
+    """libc ioctl and recv through ctypes.PyDLL, which keeps the GIL. ioctl is asked on a media
+    thread, and recv reads what is already there: giving the GIL up around either means queueing
+    to take it back behind every other thread (fcntl.ioctl and socket.recv give it up)."""
     try:
-        ioctl = ctypes.PyDLL(None, use_errno=True).ioctl
+        libc = ctypes.PyDLL(None, use_errno=True)
+        ioctl, recv = libc.ioctl, libc.recv
     except (OSError, AttributeError):
-        return None
+        return None, None
     ioctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.POINTER(ctypes.c_int))
     ioctl.restype = ctypes.c_int
-    return ioctl
+    recv.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    recv.restype = ctypes.c_ssize_t
+    return ioctl, recv
 
 
-_IOCTL = _bind_ioctl()
+_IOCTL, _RECV = _bind_libc()
 try:
     from termios import FIONREAD
 except ImportError:   # not a Unix: nothing can be asked, and the watch says so
     FIONREAD = None
+_MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 
 def inbound_bytes(sock: Any) -> int:
@@ -154,23 +161,62 @@ def inbound_bytes(sock: Any) -> int:
 
 
 class ReceiveWatch:
-    """Whether the server owes us the next bytes: asked at an underrun, to tell whose it is.
+    """The receiver's reads, and whether the server owes us the next bytes (asked at an
+    underrun, to tell whose it is).
 
-    The receiver is waiting on the server only while it waits for the socket to become
-    readable with nothing in the kernel and nothing decrypted ahead. Once bytes have arrived,
-    the time the receiver takes to get the GIL back, parse and decode them is the module's: an
-    underrun then happened with the audio already on this machine."""
+    Each read first takes what the kernel already holds, without giving the GIL up (plain TCP);
+    only when there is nothing does it wait for the socket, with the GIL released. The receiver
+    is waiting on the server only during that wait, and only while the kernel still holds
+    nothing for it. Once bytes have arrived, the time the receiver takes to get the GIL back,
+    parse and decode them is the module's: an underrun then happened with the audio already on
+    this machine. Busy with another event also counts as the module's, so the count is an upper
+    bound on the module's underruns."""
 
-    def __init__(self, sock: Any):
+    def __init__(self, sock: Any, fallback: Callable[[int], bytes]):
         self.sock = sock
         self.waiting = False   # set and cleared by the receiver thread only
+        self._fallback = fallback   # websocket-client's own read (TLS; no libc)
         self._poller: Any = None
+        self._plain = _RECV is not None and _MSG_DONTWAIT and not isinstance(sock, ssl.SSLSocket)
+        self._buf = ctypes.create_string_buffer(READ_AHEAD) if self._plain else None
 
     def waiting_on_server(self) -> bool:
         """True if nothing the server sent is on our side yet (or it cannot be told)."""
         if not self.waiting:
             return False
         return inbound_bytes(self.sock) <= 0
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes (at least one), as websocket-client's read: raises
+        WebSocketTimeoutException after the socket's timeout, WebSocketConnectionClosedException
+        at the end of the stream, OSError on an error."""
+        if self._plain:
+            data = self._read_now(size)
+            if data is not None:
+                return data
+        if not self.wait_readable(self.sock.gettimeout()):
+            raise websocket.WebSocketTimeoutException("timed out")
+        if self._plain:
+            data = self._read_now(size)
+            if data is not None:
+                return data
+        return self._fallback(size)   # TLS, or readable but nothing there: it waits with its timeout
+
+    def _read_now(self, size: int) -> Optional[bytes]:
+        fd = self.sock.fileno()
+        if fd < 0:
+            raise OSError(errno.EBADF, "the socket is closed")
+        while True:
+            got = _RECV(fd, self._buf, min(size, READ_AHEAD), _MSG_DONTWAIT)
+            if got > 0:
+                return ctypes.string_at(self._buf, got)
+            if got == 0:
+                raise websocket.WebSocketConnectionClosedException("Connection to remote host was lost.")
+            err = ctypes.get_errno()
+            if err in (errno.EAGAIN, errno.EWOULDBLOCK):
+                return None
+            if err != errno.EINTR:
+                raise OSError(err, os.strerror(err))
 
     def wait_readable(self, timeout: Optional[float]) -> bool:
         """Wait, with the GIL released, until the socket has something to read; False if the
@@ -195,27 +241,19 @@ class ReceiveWatch:
 
 
 def read_ahead(ws: websocket.WebSocket) -> Optional[ReceiveWatch]:
-    """Let websocket-client read ahead of the frame it is parsing, and watch its waits.
+    """Let websocket-client read ahead of the frame it is parsing, through a ReceiveWatch.
 
     Its frame buffer asks the socket for exactly the bytes it needs next (2 for the header,
     then the length, then the payload): three recv calls per frame, and each gives up the GIL
     and queues to take it back behind the media threads. Asked for more, it keeps the rest for
-    the next frame (websocket-client's recv_strict); where that hook is missing, nothing changes.
-    Each read first waits for the socket itself (same timeout), so that the time spent waiting
-    on the server is known (:class:`ReceiveWatch`)."""
+    the next frame (websocket-client's recv_strict); where that hook is missing, nothing changes."""
     frames = getattr(ws, "frame_buffer", None)
     recv = getattr(frames, "recv", None)
     sock = getattr(ws, "sock", None)
     if recv is None or sock is None:
         return None
-    watch = ReceiveWatch(sock)
-
-    def read(size: int) -> bytes:
-        if not watch.wait_readable(sock.gettimeout()):
-            raise websocket.WebSocketTimeoutException("timed out")
-        return recv(max(size, READ_AHEAD))
-
-    frames.recv = read
+    watch = ReceiveWatch(sock, recv)
+    frames.recv = lambda size: watch.read(max(size, READ_AHEAD))
     return watch
 
 

@@ -34,7 +34,7 @@ def test_inbound_bytes_counts_what_nobody_has_read(pair):
 
 def test_the_watch_says_server_only_while_the_receiver_waits_on_an_empty_socket(pair):
     ours, theirs = pair
-    watch = ReceiveWatch(ours)
+    watch = ReceiveWatch(ours, ours.recv)
     assert not watch.waiting_on_server()          # not waiting: whatever is late is ours
     result = []
     reader = threading.Thread(target=lambda: result.append(watch.wait_readable(5.0)))
@@ -53,7 +53,7 @@ def test_bytes_in_the_kernel_are_ours_even_before_the_receiver_wakes(pair):
     """The receiver's wake-up (taking the GIL back) is the module's time: once the kernel holds
     the server's bytes, an underrun is no longer the server's."""
     ours, theirs = pair
-    watch = ReceiveWatch(ours)
+    watch = ReceiveWatch(ours, ours.recv)
     watch.waiting = True    # as it is between the poll returning and the receiver running
     assert watch.waiting_on_server()
     theirs.sendall(b"abc")
@@ -62,10 +62,37 @@ def test_bytes_in_the_kernel_are_ours_even_before_the_receiver_wakes(pair):
 
 def test_wait_readable_times_out_and_a_closed_socket_is_left_to_the_read(pair):
     ours, _ = pair
-    watch = ReceiveWatch(ours)
+    watch = ReceiveWatch(ours, ours.recv)
     assert watch.wait_readable(0.05) is False
     ours.close()
     assert watch.wait_readable(5.0) is True   # at once: the read that follows raises
+
+
+def test_read_takes_what_is_there_waits_for_more_and_reports_the_end(pair):
+    ours, theirs = pair
+    ours.settimeout(5.0)
+    watch = ReceiveWatch(ours, ours.recv)
+    theirs.sendall(b"hello")
+    assert wait_until(lambda: inbound_bytes(ours) == 5, 2)
+    assert watch.read(16384) == b"hello"
+    later = threading.Timer(0.1, lambda: theirs.sendall(b"world"))
+    later.start()
+    assert watch.read(3) == b"wor"      # waited for it; at most what was asked
+    assert watch.read(16384) == b"ld"
+    theirs.shutdown(socket.SHUT_WR)
+    with pytest.raises(websocket.WebSocketConnectionClosedException):
+        watch.read(16384)
+
+
+def test_read_times_out_like_websocket_client_and_a_closed_socket_is_an_oserror(pair):
+    ours, _ = pair
+    ours.settimeout(0.05)
+    watch = ReceiveWatch(ours, ours.recv)
+    with pytest.raises(websocket.WebSocketTimeoutException):
+        watch.read(16384)
+    ours.close()
+    with pytest.raises(OSError):
+        watch.read(16384)
 
 
 def test_underrun_is_counted_as_the_receivers_only_when_the_server_is_not_owed():
