@@ -33,6 +33,7 @@ class PlayoutBuffer:
         self.rate = rate
         self.frame_samples = frame_samples
         self.frame_bytes = frame_samples * 2
+        self.frame_seconds = frame_samples / rate
         self.max_frames = max(1, max_ms * rate // (1000 * frame_samples))
         self._frames: Deque[Frame] = collections.deque()
         # producer-owned
@@ -56,9 +57,12 @@ class PlayoutBuffer:
         self.flushed_item: Optional[Tuple[str, int]] = None
         self.frames_after_flush = 0
         self.latencies: Deque[float] = collections.deque(maxlen=512)
-        # delta received -> first sample out, for deltas that found nothing queued ahead of them
-        # (the server streams faster than real time, so later deltas wait behind earlier audio)
+        # delta received -> first sample out, for deltas that found the caller hearing nothing of
+        # the model: nothing queued, and the last frame out already played (the server streams
+        # faster than real time, so later deltas wait behind earlier audio, and a delta that
+        # comes while the last frame still plays waits for it to end)
         self.idle_latencies: Deque[float] = collections.deque(maxlen=512)
+        self._last_out = float("-inf")
 
     # -- producer side ------------------------------------------------------
     def push(self, item: Tuple[str, int], pcm: bytes, received: float) -> bool:
@@ -139,9 +143,11 @@ class PlayoutBuffer:
         self.frames_out += 1
         if frame.item == self.flushed_item:
             self.frames_after_flush += 1
+        now = time.monotonic()
         if frame.received:
-            latency = time.monotonic() - frame.received
+            latency = now - frame.received
             self.latencies.append(latency)
-            if frame.idle_start:
+            if frame.idle_start and frame.received >= self._last_out + self.frame_seconds:
                 self.idle_latencies.append(latency)
+        self._last_out = now
         return None if self.muted else frame.pcm

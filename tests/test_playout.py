@@ -94,6 +94,20 @@ def test_idle_latency_counts_only_deltas_that_found_the_buffer_empty():
     assert len(buf.latencies) == 2 and len(buf.idle_latencies) == 1
 
 
+def test_idle_latency_leaves_out_a_delta_that_came_while_the_last_frame_still_played():
+    buf = PlayoutBuffer(rate=8000, frame_samples=160, max_ms=10000)
+    buf.push(("i", 0), bytes(320), time.monotonic())
+    assert buf.next_frame() is not None               # out now: it plays for the next 20 ms
+    buf.push(("i", 0), bytes(320), time.monotonic())   # the buffer is empty, but the caller is still hearing
+    buf.next_frame()
+    assert len(buf.latencies) == 2 and len(buf.idle_latencies) == 1
+    buf.next_frame()                                  # an underrun
+    time.sleep(0.03)                                  # the last frame has played out
+    buf.push(("i", 0), bytes(320), time.monotonic())
+    buf.next_frame()
+    assert len(buf.idle_latencies) == 2
+
+
 def test_histogram_quantile_of_write_gaps():
     from openai_s2s.gaps import histogram_quantile
     hist = [0] * 101
