@@ -184,7 +184,7 @@ def pct(values: List[float], q: float) -> Optional[float]:
 
 def run_n(fs: realswitch.RealSwitch, esl: Esl, server_url: str, n: int, seconds: float, fmt: str,
           talk: Path, warmup: float, server_pid: int, impl: str = "python", generation: str = "ga",
-          busy_threads: int = 0, media: str = "bug") -> Dict:
+          busy_threads: int = 0, media: str = "bug", ca_file: Optional[str] = None) -> Dict:
     """impl: "python" (this module), "original" (the C module) or "none" (the same calls with
     no session: the harness's own cost, to subtract)."""
     pid = fs.pid
@@ -207,6 +207,8 @@ def run_n(fs: realswitch.RealSwitch, esl: Esl, server_url: str, n: int, seconds:
             continue
         if python and generation == "beta":
             esl.api(f"uuid_setvar {b} openai_s2s_protocol beta")
+        if python and ca_file:
+            esl.api(f"uuid_setvar {b} openai_s2s_tls_ca_file {ca_file}")
         reply = esl.api(f"uuid_openai_s2s {b} session.create {server_url} {PATH} bearer {KEY}")
         failed += not reply.startswith("+OK")
         if os.environ.get("BENCH_DEBUG"):
@@ -290,6 +292,7 @@ def run_n(fs: realswitch.RealSwitch, esl: Esl, server_url: str, n: int, seconds:
         "uplink_p50_ms": pct([x["uplink"]["p50"] for x in lat], 0.5),
         "uplink_p99_ms_worst_call": pct([x["uplink"]["p99"] for x in lat], 1.0),
         "downlink_idle_p50_ms": pct([x["downlink_idle"]["p50"] for x in lat], 0.5),
+        "downlink_idle_p99_ms_median_call": pct([x["downlink_idle"]["p99"] for x in lat], 0.5),
         "downlink_idle_p99_ms_worst_call": pct([x["downlink_idle"]["p99"] for x in lat], 1.0),
         "barge_ins": sum(c["barge_ins"] for c in counters),
         "frames_after_barge_in_max": max([c["frames_after_barge_in"] for c in counters], default=None),
@@ -379,7 +382,7 @@ COLUMNS = ["calls", "connected", "switch_cpu_pct", "cpu_pct_per_call", "cpu_pct_
            "local_server_cpu_pct", "server_in_kbit_s_per_call", "server_out_kbit_s_per_call",
            "gap_p50_ms", "gap_p99_ms_worst_call",
            "gap_max_ms", "frames_late_20ms", "uplink_p50_ms", "uplink_p99_ms_worst_call", "downlink_idle_p50_ms",
-           "downlink_idle_p99_ms_worst_call", "frames_after_barge_in_max", "underruns",
+           "downlink_idle_p99_ms_median_call", "downlink_idle_p99_ms_worst_call", "frames_after_barge_in_max", "underruns",
            "underruns_receiver_behind",
            "uplink_waiting_for_room", "uplink_queued_max", "rss_per_call_mb",
            "rss_before_mb", "rss_after_mb"]
@@ -419,6 +422,8 @@ def main() -> int:
                         help="more environment for the switch (e.g. PYTHONMALLOC=malloc); repeatable")
     parser.add_argument("--busy-threads", type=int, default=0,
                         help="CPU-busy Python threads in the switch during the window (other scripts)")
+    parser.add_argument("--tls", action="store_true",
+                        help="wss:// to the local server, with a certificate made for the run (openssl)")
     parser.add_argument("--out", default="bench.json")
     parser.add_argument("--compare")
     parser.add_argument("--baseline", help="a --impl none run: adds each row's CPU per call above it")
@@ -439,9 +444,16 @@ def main() -> int:
     talk = workdir / "talk.wav"
     talk_wav(talk)
     port = realswitch.free_port()
+    tls_args, scheme, cert = [], "ws", None
+    if args.tls:
+        cert, key = workdir / "cert.pem", workdir / "key.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+        tls_args, scheme = ["--tls-cert", str(cert), "--tls-key", str(key)], "wss"
     server = subprocess.Popen([sys.executable, "-m", "openai_s2s.localserver", "--port", str(port),
                                "--api-key", KEY, "--reply", "echo", "--generation", args.generation,
-                               "--no-record"],
+                               "--no-record", *tls_args],
                               cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
@@ -466,8 +478,9 @@ def main() -> int:
         esl = Esl(fs.esl_port, realswitch.PASSWORD)
         esl.api("log 4")   # keep the switch's own logging out of the measurement
         for n in [int(c) for c in args.calls.split(",")]:
-            row = run_n(fs, esl, f"ws://127.0.0.1:{port}", n, args.seconds, args.format, talk, args.warmup,
-                        server.pid, args.impl, args.generation, args.busy_threads, args.media)
+            row = run_n(fs, esl, f"{scheme}://127.0.0.1:{port}", n, args.seconds, args.format, talk,
+                        args.warmup, server.pid, args.impl, args.generation, args.busy_threads, args.media,
+                        ca_file=str(cert) if cert else None)
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:
