@@ -101,6 +101,33 @@ def test_a_media_path_that_chooses_its_frame_times_is_told_when_audio_starts(h):
     assert starts[0] == 0   # before the caller heard any of the model
 
 
+def test_the_heap_is_trimmed_when_the_last_session_ends_and_again_after_the_teardown(h, monkeypatch):
+    from openai_s2s import session as session_module
+    trims = []
+    monkeypatch.setattr(session_module, "_trim_heap", lambda: trims.append(len(registry.all_sessions())))
+    monkeypatch.setattr(session_module, "TRIM_AGAIN_AFTER", 0.2)
+    for uuid in ("u-trim-1", "u-trim-2"):
+        h.call(uuid)
+        h.create(uuid)
+        h.connected(uuid)
+    assert h.api("u-trim-1 session.delete") == "+OK session deleted"
+    time.sleep(0.4)
+    assert trims == []                     # another session is live: nothing to hand back yet
+    assert h.api("u-trim-2 session.delete") == "+OK session deleted"
+    assert trims == [0]                    # at once, with no session left
+    assert wait_until(lambda: len(trims) == 2, 3) and trims == [0, 0]
+    h.call("u-trim-3")                     # a new session before the second trim: it is skipped
+    monkeypatch.setattr(session_module, "TRIM_AGAIN_AFTER", 0.5)
+    h.create("u-trim-3")
+    h.connected("u-trim-3")
+    assert h.api("u-trim-3 session.delete") == "+OK session deleted"
+    h.call("u-trim-4")
+    h.create("u-trim-4")
+    time.sleep(0.8)
+    assert trims == [0, 0, 0]
+    assert h.api("u-trim-4 session.delete") == "+OK session deleted"
+
+
 def test_g711_at_8k_both_ways(h):
     call = h.call("u-ulaw")
     h.create("u-ulaw")
