@@ -92,6 +92,18 @@ def runtime(args):
 """
 
 
+# `python openai_s2s_bench_trim`: hands every malloc arena's free pages back to the OS, so that
+# RSS after the calls shows what the switch still holds rather than where its arenas peaked
+TRIM_MODULE = """
+import ctypes, gc
+
+
+def fsapi(session, stream, env, args):
+    gc.collect()
+    stream.write("+OK trimmed %d" % ctypes.CDLL(None).malloc_trim(0))
+"""
+
+
 def talk_wav(path: Path, rate: int = 8000) -> None:
     """2 s of a voiced, syllable-modulated signal, then 3 s of silence (5 s, looped by the caller)."""
     t = np.arange(int(2.0 * rate)) / rate
@@ -256,6 +268,8 @@ def run_n(fs: realswitch.RealSwitch, esl: Esl, server_url: str, n: int, seconds:
         time.sleep(0.5)
     time.sleep(2)
     rss_after = rss_mb(pid)
+    trimmed = esl.api("python openai_s2s_bench_trim") if "mod_python3" in fs.modules else ""
+    rss_after_trim = rss_mb(pid) if trimmed.startswith("+OK") else None
 
     live = [s for s in after.values() if s]
     callback_s = sum((after.get(b) or {}).get("media", {}).get("callback_ms", 0) -
@@ -277,6 +291,7 @@ def run_n(fs: realswitch.RealSwitch, esl: Esl, server_url: str, n: int, seconds:
         "local_server_cpu_pct": round(100 * (srv1 - srv0) / window, 1),
         "rss_before_mb": round(rss_before, 1), "rss_peak_mb": round(rss_peak, 1),
         "rss_per_call_mb": round((rss_peak - rss_before) / n, 2), "rss_after_mb": round(rss_after, 1),
+        "rss_after_trim_mb": round(rss_after_trim, 1) if rss_after_trim is not None else None,
     }
     if not python:
         return common
@@ -385,7 +400,7 @@ COLUMNS = ["calls", "connected", "switch_cpu_pct", "cpu_pct_per_call", "cpu_pct_
            "downlink_idle_p99_ms_median_call", "downlink_idle_p99_ms_worst_call", "frames_after_barge_in_max", "underruns",
            "underruns_receiver_behind",
            "uplink_waiting_for_room", "uplink_queued_max", "rss_per_call_mb",
-           "rss_before_mb", "rss_after_mb"]
+           "rss_before_mb", "rss_after_mb", "rss_after_trim_mb"]
 
 
 def print_table(rows: List[Dict], compare: Optional[List[Dict]] = None) -> None:
@@ -471,6 +486,7 @@ def main() -> int:
     try:
         fs.write_conf()
         (fs.workdir / "scripts" / "openai_s2s_bench_busy.py").write_text(BUSY_MODULE)
+        (fs.workdir / "scripts" / "openai_s2s_bench_trim.py").write_text(TRIM_MODULE)
         fs.start(write_conf=False)
         deadline = time.monotonic() + 30
         while "uuid_openai_s2s" not in fs.cli("show api uuid_openai_s2s") and time.monotonic() < deadline:
