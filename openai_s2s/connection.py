@@ -222,9 +222,10 @@ class ReceiveWatch:
         """Wait, with the GIL released, until the socket has something to read; False if the
         timeout passed first. A socket that cannot be watched (closed, no poll) is readable:
         the read that follows reports it."""
-        pending = getattr(self.sock, "pending", None)   # TLS: records already decrypted
-        if (pending is not None and pending()) or inbound_bytes(self.sock) != 0:
-            return True   # bytes waiting, or a kernel that cannot be asked: read at once
+        if not self._plain:   # (a plain read has just found the kernel empty: no need to ask)
+            pending = getattr(self.sock, "pending", None)   # TLS: records already decrypted
+            if (pending is not None and pending()) or inbound_bytes(self.sock) != 0:
+                return True   # bytes waiting, or a kernel that cannot be asked: read at once
         if self._poller is None:
             try:
                 poller = select.poll()
