@@ -18,6 +18,8 @@ from urllib.parse import quote, urlsplit
 
 import websocket
 
+from . import libc
+
 AUTH_TYPES = ("bearer", "query", "api-key")
 
 
@@ -122,23 +124,8 @@ def open_websocket(endpoint: Endpoint, options: Dict[str, Any]) -> websocket.Web
 READ_AHEAD = 16384
 
 
-def _bind_libc() -> Tuple[Optional[Callable[..., int]], Optional[Callable[..., int]]]:
-    """libc ioctl and recv through ctypes.PyDLL, which keeps the GIL. ioctl is asked on a media
-    thread, and recv reads what is already there: giving the GIL up around either means queueing
-    to take it back behind every other thread (fcntl.ioctl and socket.recv give it up)."""
-    try:
-        libc = ctypes.PyDLL(None, use_errno=True)
-        ioctl, recv = libc.ioctl, libc.recv
-    except (OSError, AttributeError):
-        return None, None
-    ioctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.POINTER(ctypes.c_int))
-    ioctl.restype = ctypes.c_int
-    recv.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-    recv.restype = ctypes.c_ssize_t
-    return ioctl, recv
-
-
-_IOCTL, _RECV = _bind_libc()
+# ioctl is asked on a media thread, recv reads what is already there: both keep the GIL (libc.py)
+_IOCTL, _RECV = libc.ioctl, libc.recv
 try:
     from termios import FIONREAD
 except ImportError:   # not a Unix: nothing can be asked, and the watch says so

@@ -23,7 +23,9 @@ import socket
 import ssl
 import struct
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Optional
+
+from . import libc
 
 OPCODE_TEXT = 0x1
 OPCODE_PING = 0x9
@@ -32,17 +34,7 @@ MSG_NOSIGNAL = 0x4000
 _KEYS = 1024
 
 
-def _bind_send() -> Optional[Callable[..., int]]:
-    try:
-        send = ctypes.PyDLL(None, use_errno=True).send   # PyDLL: the GIL stays held across the call
-    except (OSError, AttributeError):        # no libc send (not POSIX)
-        return None
-    send.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int)
-    send.restype = ctypes.c_ssize_t
-    return send
-
-
-_libc_send = _bind_send() if os.name == "posix" else None
+_libc_send = libc.send
 
 
 class MaskKeys:

@@ -24,13 +24,13 @@ The FreeSWITCH half (activating unicast, checking it is still on) is the channel
 from __future__ import annotations
 
 import ctypes
-import os
 import socket
 import struct
 import threading
 import time
 from typing import Any, Callable, Dict, Optional
 
+from . import libc
 from .gaps import GapMeter
 from .log import ERR, WARNING, log
 
@@ -42,27 +42,8 @@ IDLE_WAIT = 0.1        # the loop's sleep with no call
 _MAX_DATAGRAM = 8192   # SWITCH_RECOMMENDED_BUFFER_SIZE: the park loop never sends more
 
 
-def _bind_libc() -> Any:
-    """libc sendto/recvfrom through ctypes.PyDLL, which keeps the GIL: the socket module gives
-    it up around every call, and with the switch's threads about, getting it back costs more
-    than a non-blocking loopback datagram (the same reasoning as frames.py)."""
-    if os.name != "posix":
-        return None
-    try:
-        libc = ctypes.PyDLL(None, use_errno=True)
-        sendto, recvfrom = libc.sendto, libc.recvfrom
-    except (OSError, AttributeError):
-        return None
-    sendto.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int,
-                       ctypes.c_char_p, ctypes.c_uint32)
-    sendto.restype = ctypes.c_ssize_t
-    recvfrom.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
-                         ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32))
-    recvfrom.restype = ctypes.c_ssize_t
-    return sendto, recvfrom
-
-
-_LIBC = _bind_libc()
+# libc sendto/recvfrom keep the GIL (libc.py): the loop sends and takes a datagram per call per frame
+_LIBC = (libc.sendto, libc.recvfrom) if libc.sendto is not None and libc.recvfrom is not None else None
 
 
 def sockaddr_in(host: str, port: int) -> bytes:
