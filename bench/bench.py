@@ -374,7 +374,7 @@ def resampling_quality() -> Dict:
             up = samplerate.resample(x.astype(np.float32), 3.0, converter)
             back = samplerate.resample(up, 1 / 3.0, converter).astype(np.float64)
             out[converter] = {"full": _snr(x, back), "300-3400Hz": _snr(x, back, band=True)}
-        from openai_s2s.audio import Resampler
+        from openai_s2s.media.resample import Resampler
         up, down = Resampler(8000, 24000, "fir"), Resampler(24000, 8000, "fir")
         back = b"".join(down.process(up.process(pcm[i:i + 160].tobytes())) for i in range(0, len(pcm), 160))
         y = np.frombuffer(back, "<i2").astype(np.float64) / 32768

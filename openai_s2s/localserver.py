@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import orjson
 
-from . import g711
+from .media import g711
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 PATH_PREFIXES = ("/v1/realtime", "/openai/realtime", "/openai/v1/realtime")

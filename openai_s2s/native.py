@@ -1,36 +1,39 @@
-"""libfreeswitch's C API through ctypes: every struct and prototype the module uses, declared once.
+"""Every ctypes declaration of the module, in one place: libfreeswitch's C API and the few libc calls.
 
-Checked against the headers of FreeSWITCH 1.10.x (switch_frame.h,
-switch_module_interfaces.h, switch_core.h, switch_types.h). Only the leading
-fields that the module touches are declared for structs it never allocates;
-structs the switch copies into our memory are declared whole.
+libfreeswitch: checked against the headers of FreeSWITCH 1.10.x (switch_frame.h,
+switch_module_interfaces.h, switch_core.h, switch_types.h). Only the leading fields that the
+module touches are declared for structs it never allocates; structs the switch copies into our
+memory are declared whole. Nothing runs at import time except the declarations: :func:`load`
+binds the symbols, which exist only inside a running switch.
 
-Nothing here runs at import time except the declarations: :func:`load` binds
-the symbols, which exist only inside a running switch.
+libc: ctypes.CDLL, like the socket module and fcntl, gives the GIL up around every foreign call.
+In the switch, getting it back means queueing behind the media threads and every other Python
+thread, which costs more than a non-blocking send or recv, or an ioctl, takes. The few calls on
+the module's busy paths (the uplink's send, the receiver's recv, the unicast loop's datagrams,
+the underrun check's FIONREAD, the media bug's frame copy) are bound through ctypes.PyDLL
+instead, which keeps it. Each must only ever be called so that it cannot block (MSG_DONTWAIT,
+or an ioctl that asks).
+
+This module imports nothing of the package: the realtime transport and the FreeSWITCH layer
+both stand on it.
 """
 from __future__ import annotations
 
 import ctypes
+import os
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_int, c_int32, c_size_t, c_uint8,
                     c_uint16, c_uint32, c_void_p)
-from typing import List, Optional
+from typing import Any, List, Optional, Sequence
 
 # -- enums and constants (switch_types.h) --------------------------------------------
 SWITCH_STATUS_SUCCESS = 0
 SWITCH_STATUS_FALSE = 1
-SWITCH_STATUS_NOUNLOAD = 16
 SWITCH_FALSE, SWITCH_TRUE = 0, 1
 
-SWITCH_ABC_TYPE_INIT = 0
-SWITCH_ABC_TYPE_READ = 1
-SWITCH_ABC_TYPE_WRITE = 2
 SWITCH_ABC_TYPE_WRITE_REPLACE = 3
-SWITCH_ABC_TYPE_READ_REPLACE = 4
-SWITCH_ABC_TYPE_READ_PING = 5
 SWITCH_ABC_TYPE_CLOSE = 8
 
 SMBF_READ_STREAM = 1 << 0
-SMBF_WRITE_STREAM = 1 << 1
 SMBF_WRITE_REPLACE = 1 << 2
 SMBF_NO_PAUSE = 1 << 10
 
@@ -40,12 +43,7 @@ CF_UNICAST = 25
 CF_PARK = 41
 
 SWITCH_API_INTERFACE = 5          # switch_module_interface_name_t
-SWITCH_EVENT_CUSTOM = 0           # switch_event_types_t
-SWITCH_STACK_BOTTOM = 1
 SWITCH_RECOMMENDED_BUFFER_SIZE = 8192
-
-SWITCH_LOG_DEBUG, SWITCH_LOG_INFO, SWITCH_LOG_NOTICE = 7, 6, 5
-SWITCH_LOG_WARNING, SWITCH_LOG_ERROR, SWITCH_LOG_CRIT = 4, 3, 2
 
 
 # -- structs ---------------------------------------------------------------------------
@@ -149,13 +147,10 @@ C_STRUCTS = [(SwitchFrame, "switch_frame_t", True),
              (SwitchCodecImplementation, "switch_codec_implementation_t", True),
              (SwitchStreamHandle, "switch_stream_handle_t", False),
              (SwitchApiInterface, "switch_api_interface_t", True)]
-C_CONSTANTS = ["SWITCH_STATUS_SUCCESS", "SWITCH_STATUS_FALSE", "SWITCH_STATUS_NOUNLOAD", "SWITCH_FALSE",
-               "SWITCH_TRUE", "SWITCH_ABC_TYPE_INIT", "SWITCH_ABC_TYPE_READ", "SWITCH_ABC_TYPE_WRITE",
-               "SWITCH_ABC_TYPE_WRITE_REPLACE", "SWITCH_ABC_TYPE_READ_REPLACE", "SWITCH_ABC_TYPE_READ_PING",
-               "SWITCH_ABC_TYPE_CLOSE", "SMBF_READ_STREAM", "SMBF_WRITE_STREAM", "SMBF_WRITE_REPLACE",
-               "SMBF_NO_PAUSE", "CF_UNICAST", "CF_PARK", "SWITCH_API_INTERFACE", "SWITCH_EVENT_CUSTOM", "SWITCH_STACK_BOTTOM",
-               "SWITCH_RECOMMENDED_BUFFER_SIZE", "SWITCH_LOG_DEBUG", "SWITCH_LOG_INFO", "SWITCH_LOG_NOTICE",
-               "SWITCH_LOG_WARNING", "SWITCH_LOG_ERROR", "SWITCH_LOG_CRIT"]
+C_CONSTANTS = ["SWITCH_STATUS_SUCCESS", "SWITCH_STATUS_FALSE", "SWITCH_FALSE", "SWITCH_TRUE",
+               "SWITCH_ABC_TYPE_WRITE_REPLACE", "SWITCH_ABC_TYPE_CLOSE", "SMBF_READ_STREAM",
+               "SMBF_WRITE_REPLACE", "SMBF_NO_PAUSE", "CF_UNICAST", "CF_PARK", "SWITCH_API_INTERFACE",
+               "SWITCH_RECOMMENDED_BUFFER_SIZE"]
 
 # Variadic or macro-only functions are deliberately absent: ctypes cannot call a
 # C variadic function portably, so bodies go through the SWIG Event instead.
@@ -178,13 +173,8 @@ class Lib:
 
 
 def missing_symbols(handle: ctypes.CDLL) -> List[str]:
-    missing = []
-    for name in PROTOTYPES:
-        try:
-            getattr(handle, name)
-        except AttributeError:
-            missing.append(name)
-    return missing
+    """The prototypes' names that ``handle`` does not export."""
+    return [name for name in PROTOTYPES if not hasattr(handle, name)]
 
 
 _lib: Optional[Lib] = None
@@ -221,3 +211,55 @@ def locate(lib: Lib, uuid: str) -> Optional[int]:
 
 def release(lib: Lib, session: int) -> None:
     lib.switch_core_session_rwunlock(session)
+
+
+# -- libc ----------------------------------------------------------------------------
+_ssize = ctypes.c_ssize_t
+_LIB: Any = None
+if os.name == "posix":
+    try:
+        _LIB = ctypes.PyDLL(None, use_errno=True)
+    except OSError:
+        _LIB = None
+
+
+def bind_libc(name: str, argtypes: Sequence[Any], restype: Any = _ssize) -> Optional[Any]:
+    """libc's ``name`` with the GIL kept across the call, or None where there is no such call."""
+    func = getattr(_LIB, name, None) if _LIB is not None else None
+    if func is None:
+        return None
+    func.argtypes = tuple(argtypes)
+    func.restype = restype
+    return func
+
+
+_c = ctypes
+# GIL kept: call each only so that it cannot block
+libc_send = bind_libc("send", (_c.c_int, _c.c_char_p, _c.c_size_t, _c.c_int))
+libc_recv = bind_libc("recv", (_c.c_int, _c.c_void_p, _c.c_size_t, _c.c_int))
+libc_sendto = bind_libc("sendto", (_c.c_int, _c.c_char_p, _c.c_size_t, _c.c_int, _c.c_char_p, _c.c_uint32))
+libc_recvfrom = bind_libc("recvfrom", (_c.c_int, _c.c_void_p, _c.c_size_t, _c.c_int, _c.c_void_p,
+                             _c.POINTER(_c.c_uint32)))
+libc_ioctl = bind_libc("ioctl", (_c.c_int, _c.c_ulong, _c.POINTER(_c.c_int)), _c.c_int)
+# ctypes.memmove gives up the GIL for its copy; on a media thread, getting it back costs more
+# than the 320-byte copy itself.
+memmove = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                            ctypes.c_size_t)(ctypes._memmove_addr)
+_PR_SET_NAME = 15
+
+
+def name_thread(name: str) -> None:
+    """Name the calling OS thread (top -H, /proc), 15 bytes at most; nothing where prctl is missing."""
+    try:
+        ctypes.CDLL(None).prctl(_PR_SET_NAME, name[:15].encode(), 0, 0, 0)
+    except Exception:  # not Linux, or no prctl: names are a convenience
+        pass
+
+
+def malloc_trim() -> bool:
+    """Hand glibc's free arena memory back to the OS; False where there is no glibc."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+        return True
+    except Exception:
+        return False

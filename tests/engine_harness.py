@@ -9,7 +9,9 @@ from typing import Callable, List, Optional
 import numpy as np
 import orjson
 
-from openai_s2s import commands, log, registry
+from openai_s2s import log
+from openai_s2s.call import registry
+from openai_s2s.control import commands
 from openai_s2s.localserver import LocalRealtimeServer
 from fakeswitch import FakeCall, FakeSwitch
 from realtime_models import validate_client_event, validate_server_event

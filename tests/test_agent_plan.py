@@ -1,7 +1,7 @@
 """The dialplan agent's plan: channel variables -> the commands it will run."""
 import pytest
 
-from openai_s2s.agent import AgentError, plan
+from openai_s2s.control.agent import AgentError, plan
 from realtime_models import validate_client_event
 
 

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
-from openai_s2s import g711
-from openai_s2s.audio import (PCM24, PCMA, PCMU, DownlinkDecoder, Resampler, ThirdsResampler, UplinkEncoder,
-                              format_from_wire)
+from openai_s2s.media import g711
+from openai_s2s.media.codec import DownlinkDecoder, UplinkEncoder
+from openai_s2s.media.formats import PCM24, PCMA, PCMU, format_from_wire
+from openai_s2s.media.resample import Resampler, ThirdsResampler
 
 
 def tone(freq, rate, seconds, amp=8000):

@@ -1,7 +1,7 @@
 import pytest
 
-from openai_s2s import commands
-from openai_s2s.commands import execute, split_args
+from openai_s2s.control import commands
+from openai_s2s.control.commands import execute, split_args
 from fakeswitch import FakeSwitch
 
 

@@ -1,7 +1,7 @@
 import pytest
 
-from openai_s2s import config
-from openai_s2s.connection import build_endpoint, tls_context
+from openai_s2s.control import config
+from openai_s2s.realtime.endpoint import build_endpoint, tls_context
 
 CONF = """<configuration name="openai_s2s.conf" description="x">
   <settings>

@@ -7,7 +7,7 @@ import time
 import orjson
 import pytest
 
-from openai_s2s import registry
+from openai_s2s.call import registry
 from openai_s2s.localserver import LocalRealtimeServer
 from engine_harness import (GA_PATH, KEY, SEED_SESSION_UPDATE, Harness, dominant_freq, loud,
                             silence, tone, wait_until)
@@ -102,10 +102,10 @@ def test_a_media_path_that_chooses_its_frame_times_is_told_when_audio_starts(h):
 
 
 def test_the_heap_is_trimmed_when_the_last_session_ends_and_again_after_the_teardown(h, monkeypatch):
-    from openai_s2s import session as session_module
+    from openai_s2s import process
     trims = []
-    monkeypatch.setattr(session_module, "_trim_heap", lambda: trims.append(len(registry.all_sessions())))
-    monkeypatch.setattr(session_module, "TRIM_AGAIN_AFTER", 0.2)
+    monkeypatch.setattr(process, "_trim_heap", lambda: trims.append(len(registry.all_sessions())))
+    monkeypatch.setattr(process, "TRIM_AGAIN_AFTER", 0.2)
     for uuid in ("u-trim-1", "u-trim-2"):
         h.call(uuid)
         h.create(uuid)
@@ -117,7 +117,7 @@ def test_the_heap_is_trimmed_when_the_last_session_ends_and_again_after_the_tear
     assert trims == [0]                    # at once, with no session left
     assert wait_until(lambda: len(trims) == 2, 3) and trims == [0, 0]
     h.call("u-trim-3")                     # a new session before the second trim: it is skipped
-    monkeypatch.setattr(session_module, "TRIM_AGAIN_AFTER", 0.5)
+    monkeypatch.setattr(process, "TRIM_AGAIN_AFTER", 0.5)
     h.create("u-trim-3")
     h.connected("u-trim-3")
     assert h.api("u-trim-3 session.delete") == "+OK session deleted"
@@ -138,7 +138,7 @@ def test_g711_at_8k_both_ways(h):
     assert h.wait_server_event("u-ulaw", "session.updated")
     talk(call, freq=500)
     assert h.wait_server_event("u-ulaw", "output_audio.playback_stopped", timeout=10)
-    from openai_s2s import g711
+    from openai_s2s.media import g711
     up = g711.ulaw_decode(h.uplink_audio())
     assert abs(dominant_freq(loud(up), 8000) - 500) < 5
     assert abs(dominant_freq(loud(bytes(call.heard)), 8000) - 500) < 5
@@ -451,18 +451,18 @@ def test_beta_server_and_azure_preview_path(h):
 
 def test_uplink_overrun_is_bounded_and_reported(h):
     """White-box: the sender is not running, so captured frames pile up against the bound."""
-    from openai_s2s.session import Session
-    from openai_s2s.config import Settings
-    from openai_s2s.connection import build_endpoint
+    from openai_s2s.call.session import Session
+    from openai_s2s.control.config import Settings
+    from openai_s2s.realtime.endpoint import build_endpoint
     call = h.call("u-over")
     options = dict(Settings().values, uplink_max_ms=100)
     session = Session(h.switch, call, build_endpoint("127.0.0.1:1", "v1/realtime", "bearer", KEY),
                       options, "ga")
-    session.uplink_open = True
+    session.uplink.open = True
     for _ in range(50):
         session._on_capture(bytes(320))
-    assert len(session._outq) == 5 and session.uplink_dropped == 45
-    session._housekeeping(time.monotonic())
+    assert len(session.uplink.queue) == 5 and session.uplink.dropped == 45
+    session.housekeeping.tick(time.monotonic())
     headers, body = h.switch.wait_event("openai_s2s::buffer_overrun", timeout=1)
     assert orjson.loads(body) == {"direction": "uplink", "dropped_ms": 900}
 
@@ -481,17 +481,17 @@ def test_a_server_that_stops_reading_holds_up_no_other_call(h, server):
     for uuid in ("u-stall", "u-live"):
         assert h.send(uuid, SEED_SESSION_UPDATE).startswith("+OK")
     stalled = registry.get("u-stall")
-    assert wait_until(lambda: stalled.uplink_open, 5)
+    assert wait_until(lambda: stalled.uplink.open, 5)
     frame = tone(440, 8000, 0.02)
     deadline = time.monotonic() + 30
-    while stalled._pending is None and time.monotonic() < deadline:
+    while stalled.uplink.pending is None and time.monotonic() < deadline:
         for _ in range(25):
             stalled._on_capture(frame)
         time.sleep(0.02)
-    assert stalled._pending is not None, "the stalled call's socket never filled"
+    assert stalled.uplink.pending is not None, "the stalled call's socket never filled"
     for _ in range(300):                      # more than the uplink bound (5 s) holds
         stalled._on_capture(frame)
-    assert stalled.uplink_dropped > 0
+    assert stalled.uplink.dropped > 0
     h.switch.wait_event("openai_s2s::buffer_overrun", lambda hd, b: hd.get("Unique-ID") == "u-stall", 5)
     before = len(h.uplink_audio(1))
     talk(live, freq=440)

@@ -6,7 +6,7 @@ import threading
 import pytest
 from websocket._abnf import ABNF, frame_buffer
 
-from openai_s2s import frames
+from openai_s2s.realtime import frames
 
 
 def _parse(data: bytes):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from openai_s2s import install
+from openai_s2s.tools import install
 
 VANILLA_MODULES = """<configuration name="modules.conf" description="Modules">
   <modules>

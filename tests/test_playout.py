@@ -1,6 +1,6 @@
 import time
 
-from openai_s2s.playout import PlayoutBuffer
+from openai_s2s.media.playout import PlayoutBuffer
 
 FRAME = 160  # 20 ms at 8 kHz
 
@@ -109,7 +109,7 @@ def test_idle_latency_leaves_out_a_delta_that_came_while_the_last_frame_still_pl
 
 
 def test_histogram_quantile_of_write_gaps():
-    from openai_s2s.gaps import histogram_quantile
+    from openai_s2s.media.meters import histogram_quantile
     hist = [0] * 101
     assert histogram_quantile(hist, 0.5) is None
     hist[20] = 98

@@ -4,8 +4,8 @@ import base64
 import orjson
 import pytest
 
-from openai_s2s.audio import PCM24, PCMA, PCMU
-from openai_s2s.protocol import (BETA, GA, ClientEventError, End, EndAudio, Flush, Forward, Log,
+from openai_s2s.media.formats import PCM24, PCMA, PCMU
+from openai_s2s.realtime.protocol import (BETA, GA, ClientEventError, End, EndAudio, Flush, Forward, Log,
                                  OpenUplink, Play, RealtimeProtocol, Send, SetOutput,
                                  generation_for_path)
 from realtime_models import validate_client_event

@@ -6,10 +6,11 @@ import threading
 import pytest
 import websocket
 
-from openai_s2s import registry
-from openai_s2s.connection import ReceiveWatch, build_endpoint, inbound_bytes, open_websocket
+from openai_s2s.call import registry
+from openai_s2s.realtime.endpoint import build_endpoint
+from openai_s2s.realtime.transport import ReceiveWatch, inbound_bytes, open_websocket
 from openai_s2s.localserver import LocalRealtimeServer
-from openai_s2s.playout import PlayoutBuffer
+from openai_s2s.media.playout import PlayoutBuffer
 from engine_harness import GA_PATH, KEY, SEED_SESSION_UPDATE, Harness, wait_until
 
 
@@ -147,7 +148,7 @@ def test_a_receiver_held_up_while_the_server_streams_makes_underruns_that_are_th
         h, session = _streaming_session(server, "u-held")
         try:
             assert wait_until(lambda: session.playout.frames_out >= 2)
-            with session._lock:
+            with session.lock:
                 assert wait_until(lambda: session.playout.underruns_receiver_behind >= 3, 3)
             status = session.status()["counters"]
             assert status["underruns_receiver_behind"] >= 3

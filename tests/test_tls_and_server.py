@@ -154,7 +154,7 @@ def test_server_beta_generation_by_header(server):
     send(ws, {"type": "session.update", "session": {"input_audio_format": "g711_ulaw",
                                                     "output_audio_format": "g711_ulaw"}}, "beta")
     recv_until(ws, "session.updated", "beta")
-    from openai_s2s import g711
+    from openai_s2s.media import g711
     speech = g711.ulaw_encode(tone(300, 8000, 0.5)) + g711.ulaw_encode(bytes(8000 * 2))
     for i in range(0, len(speech), 800):
         send(ws, {"type": "input_audio_buffer.append",
@@ -169,7 +169,8 @@ def test_server_beta_generation_by_header(server):
 def test_read_ahead_parses_back_to_back_frames_with_fewer_reads(server):
     """The module's websocket reads ahead (connection.read_ahead): frames that arrive together
     are each parsed whole, from far fewer reads than the three per frame it made before."""
-    from openai_s2s.connection import build_endpoint, open_websocket
+    from openai_s2s.realtime.endpoint import build_endpoint
+    from openai_s2s.realtime.transport import open_websocket
     endpoint = build_endpoint(server.url, "v1/realtime?model=gpt-realtime", "bearer", KEY)
     ws = open_websocket(endpoint, {"send_timeout": 5.0})
     reads, inner = [], ws.frame_buffer.recv

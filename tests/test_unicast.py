@@ -13,7 +13,7 @@ import time
 import pytest
 from engine_harness import wait_until
 
-from openai_s2s import unicast
+from openai_s2s.switch import unicast
 
 
 class SwitchSide:
@@ -140,14 +140,14 @@ def test_after_detach_returns_nothing_of_the_call_runs(loop):
     assert engine.playout_calls == calls_then and engine.captured == []
     call.detach()   # twice is harmless
     other.detach()
-    assert wait_until(lambda: loop._thread is None)   # no call, no thread
+    assert wait_until(lambda: not loop.running)   # no call, no thread
 
 
 def test_frames_left_from_a_deleted_session_are_not_given_to_the_next(loop):
     switch, engine = SwitchSide(), Engine()
     call = _attach(loop, switch, engine)
     call.detach()
-    assert wait_until(lambda: loop._thread is None)
+    assert wait_until(lambda: not loop.running)
     switch.send(b"stale" * 64)                 # the parked channel goes on sending meanwhile
     time.sleep(0.05)
     again = unicast.UnicastCall(switch, loop)

@@ -4,7 +4,8 @@ import threading
 
 import pytest
 
-from openai_s2s.uplink import UplinkPump, send_room, unsent_bytes
+from openai_s2s.call.pump import UplinkPump
+from openai_s2s.realtime.transport import send_room, unsent_bytes
 from engine_harness import wait_until
 
 
@@ -27,7 +28,7 @@ class Recorder:
 def pump():
     p = UplinkPump(tick=0.005, name="s2s-uplink-test")
     yield p
-    for s in list(p._sessions):
+    for s in list(p._members):
         p.remove(s)
     assert wait_until(lambda: not p.running, 5)
 

@@ -19,7 +19,7 @@ What the switch imposes (switch_ivr.c, switch_ivr_park):
   ``playout_mode=mix`` has nothing to mix with.
 
 The FreeSWITCH half (activating unicast, checking it is still on) is the channel object's:
-:class:`openai_s2s.fsbridge.FsCall` in the switch, an honest double in the tests.
+:class:`openai_s2s.switch.bug.FsCall` in the switch, an honest double in the tests.
 """
 from __future__ import annotations
 
@@ -30,9 +30,10 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional
 
-from . import libc
-from .gaps import GapMeter
-from .log import ERR, WARNING, log
+from .. import native
+from ..log import ERR, WARNING, log
+from ..media.meters import GapMeter
+from ..threads import OnDemandThread
 
 LOOPBACK = "127.0.0.1"
 CHECK_INTERVAL = 0.5   # seconds between checks that a call still has its unicast connection
@@ -42,8 +43,9 @@ IDLE_WAIT = 0.1        # the loop's sleep with no call
 _MAX_DATAGRAM = 8192   # SWITCH_RECOMMENDED_BUFFER_SIZE: the park loop never sends more
 
 
-# libc sendto/recvfrom keep the GIL (libc.py): the loop sends and takes a datagram per call per frame
-_LIBC = (libc.sendto, libc.recvfrom) if libc.sendto is not None and libc.recvfrom is not None else None
+# libc sendto/recvfrom keep the GIL (native.py): the loop sends and takes a datagram per call per frame
+_LIBC = ((native.libc_sendto, native.libc_recvfrom)
+         if native.libc_sendto is not None and native.libc_recvfrom is not None else None)
 
 
 def sockaddr_in(host: str, port: int) -> bytes:
@@ -64,12 +66,13 @@ class MediaLoop:
     def __init__(self, host: str = LOOPBACK):
         self.host = host
         self._calls: Dict[int, "UnicastCall"] = {}   # by the switch-side port; replaced, never mutated
-        self._lock = threading.Lock()                # add/remove; never taken by the loop
+        self._lock = threading.Lock()   # add/remove, and the thread's start and end
         self._passes = 0
         self._pass_done = threading.Condition()
         self._wake = threading.Event()   # set by a call whose audio starts between ticks
         self._sock: Optional[socket.socket] = None
-        self._thread: Optional[threading.Thread] = None
+        self._worker = OnDemandThread("s2s-media", self._lock, lambda: bool(self._calls), self._step,
+                                      on_exit=self._notify_pass)
         self._epoch = time.monotonic()
         self._buf = ctypes.create_string_buffer(_MAX_DATAGRAM)
         self._addr = ctypes.create_string_buffer(16)
@@ -87,6 +90,10 @@ class MediaLoop:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
                 self._sock = sock
             return self._sock.getsockname()[1]
+
+    @property
+    def running(self) -> bool:
+        return self._worker.running
 
     def ports_in_use(self) -> frozenset:
         return frozenset(self._calls)
@@ -108,11 +115,10 @@ class MediaLoop:
             calls = dict(self._calls)
             calls[fs_port] = call
             self._calls = calls
-            if self._thread is None:   # like the uplink pump: a thread only while there are calls
+            if self._worker.thread is None:   # a thread only while there are calls
                 while self._receive() is not None:   # sent while no loop ran (deleted sessions): stale
                     self.datagrams_dropped += 1
-                self._thread = threading.Thread(target=self._run, name="s2s-media", daemon=True)
-                self._thread.start()
+                self._worker.start()
 
     def remove(self, fs_port: int, call: "UnicastCall") -> None:
         """When this returns the loop is not serving ``call`` and never will again."""
@@ -122,14 +128,14 @@ class MediaLoop:
             calls = dict(self._calls)
             del calls[fs_port]
             self._calls = calls
-            thread = self._thread
+            thread = self._worker.thread
         if thread is None or thread is threading.current_thread():
             return   # no loop, or the loop's own pass (a call that left park): it sees the new dict next
         with self._pass_done:
             # A pass takes its snapshot of the calls after its sleep, so the first pass to end
             # from now on may still hold the old one; every later pass has the new one.
             target = self._passes + 2
-            if not self._pass_done.wait_for(lambda: self._passes >= target or self._thread is not thread,
+            if not self._pass_done.wait_for(lambda: self._passes >= target or self._worker.thread is not thread,
                                             timeout=1.0):
                 log(ERR, "openai_s2s unicast: the media loop did not finish a pass in 1 s")
 
@@ -160,25 +166,19 @@ class MediaLoop:
             return None
         return port, data
 
-    def _run(self) -> None:
-        from .session import _name_native_thread   # the one place that names OS threads
-        _name_native_thread()
-        while True:
-            with self._lock:
-                if not self._calls:
-                    self._thread = None   # under the lock: add() starts a new thread after this
-            if self._thread is not threading.current_thread():
-                with self._pass_done:
-                    self._pass_done.notify_all()
-                return
-            try:
-                self._pass()
-            except Exception as exc:   # the loop serves every call: it must not die
-                log(ERR, f"openai_s2s unicast: media loop error {exc!r}")
-                time.sleep(0.01)
-            with self._pass_done:
-                self._passes += 1
-                self._pass_done.notify_all()
+    def _step(self) -> None:
+        try:
+            self._pass()
+        except Exception as exc:   # the loop serves every call: it must not die
+            log(ERR, f"openai_s2s unicast: media loop error {exc!r}")
+            time.sleep(0.01)
+        with self._pass_done:
+            self._passes += 1
+            self._pass_done.notify_all()
+
+    def _notify_pass(self) -> None:
+        with self._pass_done:
+            self._pass_done.notify_all()
 
     def _pass(self) -> None:
         calls = self._calls

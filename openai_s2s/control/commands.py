@@ -14,11 +14,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import orjson
 
-from . import config, gcpause, registry, unicast
-from .connection import AUTH_TYPES, build_endpoint
-from .log import DEBUG, ERR, INFO, add_secret, log
-from .protocol import BETA, ClientEventError, generation_for_path
-from .session import Session
+from .. import process
+from ..call import registry
+from ..call.session import Session
+from ..log import DEBUG, ERR, INFO, add_secret, log
+from ..realtime.endpoint import AUTH_TYPES, build_endpoint
+from ..realtime.protocol import BETA, ClientEventError, generation_for_path
+from . import config
 
 API_NAME = "uuid_openai_s2s"
 SYNTAX = (f"{API_NAME} <uuid> session.create <host> <path> <bearer|query|api-key> [api-key] | "
@@ -83,7 +85,7 @@ def _execute(line: str, switch: Any) -> str:
     if words[0] == "status" and len(words) == 1:
         threads = sum(t.name.startswith("s2s-") for t in threading.enumerate())
         return "+OK " + orjson.dumps({"sessions": [s.status() for s in registry.all_sessions()],
-                                      "threads": threads, "python_gc": gcpause.stats()}).decode()
+                                      "threads": threads, "python_gc": process.gc_stats()}).decode()
     if len(words) < 2:
         if words[0] in COMMANDS:
             return _usage(f"<uuid> {words[0]} ...")
@@ -122,9 +124,10 @@ def _create(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) ->
     except config.ConfigError as exc:
         raise CommandError(str(exc)) from None
     if options["media"] == "unicast":
-        if not hasattr(call, "start_unicast"):
+        unicast_media = getattr(call, "unicast_media", None)   # the switch layer's, where it has one
+        if unicast_media is None:
             raise CommandError("media=unicast is not available on this switch")
-        call = unicast.UnicastCall(call)
+        call = unicast_media()
     api_key = args[3] if len(args) == 4 else (
         call.variable(config.VAR_PREFIX + "api_key") or options["api_key"]
         or config.key_from_environment())
@@ -138,7 +141,7 @@ def _create(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) ->
                                   extra_headers=options["headers"])
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    gcpause.install()
+    process.first_session()
     session = Session(switch, call, endpoint, options, generation)
     if not registry.add(uuid, session):
         raise CommandError(f"a session already exists on {uuid}; session.delete it first")

@@ -15,8 +15,9 @@ from typing import Any, Callable, Dict, List, Optional
 
 import orjson
 
-from . import commands, config, registry
-from .log import INFO, WARNING, log
+from ..call import registry
+from . import commands, config
+from ..log import INFO, WARNING, log
 
 GetVar = Callable[[str], Optional[str]]
 P = config.VAR_PREFIX

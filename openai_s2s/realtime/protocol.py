@@ -17,8 +17,8 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from . import translate
-from .audio import PCM24, AudioFormat, format_from_wire
-from .log import DEBUG, INFO, NOTICE, WARNING
+from ..media.formats import PCM24, AudioFormat, format_from_wire
+from ..log import DEBUG, INFO, NOTICE, WARNING
 
 GA, BETA = "ga", "beta"
 

@@ -5,7 +5,7 @@ from typing import Any, Dict, Optional
 
 import orjson
 
-from .log import ERR, log
+from ..log import ERR, log
 
 CONNECT = "openai_s2s::connect"
 CONNECT_FAILED = "openai_s2s::connect_failed"

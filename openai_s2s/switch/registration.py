@@ -12,10 +12,12 @@ from __future__ import annotations
 import atexit
 import ctypes
 import threading
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
-from . import events, native
-from .log import ERR, INFO, NOTICE, log
+from .. import native
+from ..call import events, registry
+from ..control.commands import API_NAME, SYNTAX
+from ..log import ERR, INFO, NOTICE, log
 
 MODULE_NAME = b"mod_openai_s2s"
 API_DESC = b"OpenAI Realtime speech-to-speech"
@@ -56,7 +58,6 @@ def _module_load(module_interface, pool):  # called once, inside build_dynamic
         module_interface[0] = module
         api = ctypes.cast(lib.switch_loadable_module_create_interface(module, native.SWITCH_API_INTERFACE),
                           ctypes.POINTER(native.SwitchApiInterface)).contents
-        from .commands import API_NAME, SYNTAX
         api.interface_name = dup(API_NAME.encode())
         api.desc = dup(API_DESC)
         api.syntax = dup(SYNTAX.encode())
@@ -92,7 +93,6 @@ def register(dispatch: Callable[[bytes], str], lib: Optional[native.Lib] = None)
 
 def unregister() -> None:
     """Close every session, then unload the dynamic module (runs at interpreter exit)."""
-    from . import registry
     for session in registry.all_sessions():
         try:
             session.close("shutdown")
@@ -117,7 +117,3 @@ def unregister() -> None:
 def is_registered() -> bool:
     return bool(_state["registered"])
 
-
-def dispatcher_for(switch: Any) -> Callable[[bytes], str]:
-    from .commands import execute
-    return lambda line: execute(line, switch)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
 
-from .audio import format_from_wire
+from ..media.formats import format_from_wire
 
 Notes = List[str]
 

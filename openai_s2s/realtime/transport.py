@@ -1,4 +1,5 @@
-"""The websocket to the Realtime API: where it points, how it authenticates, TLS, and why it failed.
+"""The websocket itself: opening it (with a reason an operator can act on when it fails), the
+receiver's reads, and the send buffer's room.
 
 websocket-client does the handshake, the reading and the receiver's own replies (pong, close);
 the uplink pump writes its frames itself (``frames.py``) under the same lock websocket-client
@@ -7,80 +8,24 @@ takes for its sends (``enable_multithread``), so frames never interleave. The re
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import errno
+import fcntl
 import os
 import select
 import socket
 import ssl
-from typing import Any, Callable, Dict, List, Optional, Tuple
-from urllib.parse import quote, urlsplit
+import struct
+import termios
+from typing import Any, Callable, Dict, Optional
 
 import websocket
 
-from . import libc
-
-AUTH_TYPES = ("bearer", "query", "api-key")
+from .. import native
+from .endpoint import Endpoint, tls_context
 
 
 class ConnectError(Exception):
     """The connection could not be made; ``str()`` is the reason for connect_failed."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Endpoint:
-    url: str
-    headers: Tuple[str, ...]
-    display_url: str     # safe to log: the key is never in it
-
-    def __repr__(self) -> str:  # keep the key out of any accidental repr()
-        return f"Endpoint({self.display_url})"
-
-
-def build_endpoint(host: str, path: str, auth_type: str, api_key: Optional[str],
-                   beta: bool = False, extra_headers: Optional[Dict[str, str]] = None) -> Endpoint:
-    """``host`` is a name, ``name:port`` or a ws:// / wss:// URL; ``path`` keeps its query."""
-    if auth_type not in AUTH_TYPES:
-        raise ValueError(f"auth-type must be one of {', '.join(AUTH_TYPES)}, not {auth_type!r}")
-    if "://" in host:
-        parts = urlsplit(host)
-        if parts.scheme not in ("ws", "wss") or not parts.hostname:
-            raise ValueError(f"host URL must be ws:// or wss://, not {host!r}")
-        base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
-    else:
-        if not host or any(c in host for c in "/?#@ "):
-            raise ValueError(f"bad host {host!r}")
-        base = f"wss://{host}"
-    path = "/" + path.lstrip("/")
-    url = display = base + path
-    headers: List[str] = []
-    if api_key:
-        if auth_type == "query":
-            sep = "&" if "?" in path else "?"
-            url = f"{url}{sep}api-key={quote(api_key, safe='')}"
-            display = f"{display}{sep}api-key=***"
-        elif auth_type == "bearer":
-            headers.append(f"Authorization: Bearer {api_key}")
-        else:
-            headers.append(f"api-key: {api_key}")
-    if beta:
-        headers.append("OpenAI-Beta: realtime=v1")
-    for name, value in (extra_headers or {}).items():
-        headers.append(f"{name}: {value}")
-    return Endpoint(url, tuple(headers), display)
-
-
-def tls_context(options: Dict[str, Any]) -> ssl.SSLContext:
-    """Verification on unless the operator turns it off; a private CA and client cert if given."""
-    ctx = ssl.create_default_context(cafile=options.get("tls_ca_file"))
-    if not options.get("tls_verify", True):
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    elif not options.get("tls_verify_hostname", True):
-        ctx.check_hostname = False
-    if options.get("tls_cert_file"):
-        ctx.load_cert_chain(options["tls_cert_file"], options.get("tls_key_file"))
-    return ctx
 
 
 def open_websocket(endpoint: Endpoint, options: Dict[str, Any]) -> websocket.WebSocket:
@@ -124,8 +69,8 @@ def open_websocket(endpoint: Endpoint, options: Dict[str, Any]) -> websocket.Web
 READ_AHEAD = 16384
 
 
-# ioctl is asked on a media thread, recv reads what is already there: both keep the GIL (libc.py)
-_IOCTL, _RECV = libc.ioctl, libc.recv
+# ioctl is asked on a media thread, recv reads what is already there: both keep the GIL (native.py)
+_IOCTL, _RECV = native.libc_ioctl, native.libc_recv
 try:
     from termios import FIONREAD
 except ImportError:   # not a Unix: nothing can be asked, and the watch says so
@@ -247,3 +192,23 @@ def read_ahead(ws: websocket.WebSocket) -> Optional[ReceiveWatch]:
 
 def close_code(frame_data: bytes) -> Optional[int]:
     return int.from_bytes(frame_data[:2], "big") if len(frame_data) >= 2 else None
+
+
+
+def unsent_bytes(sock: Any) -> int:
+    """Bytes queued on a TCP socket and not yet acknowledged (Linux SIOCOUTQ)."""
+    raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    return struct.unpack("i", raw)[0]
+
+
+def send_room(sock: Any) -> int:
+    """Bytes that can be written to ``sock`` now without the write blocking.
+
+    The kernel blocks a writer once the queued buffers' true size reaches SO_SNDBUF; the
+    true size of a buffer is more than its payload, so only half of SO_SNDBUF is counted
+    as room. Where the socket cannot be asked (not Linux, a test double), say there is room."""
+    try:
+        budget = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2
+        return budget - unsent_bytes(sock)
+    except (OSError, AttributeError, ValueError):
+        return 1 << 30

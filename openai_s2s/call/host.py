@@ -6,12 +6,7 @@ surface this small is what lets the engine be tested without a switch.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional
-
-try:
-    from typing import Protocol
-except ImportError:  # Python < 3.8 is not supported, but keep the import harmless
-    Protocol = object  # type: ignore[assignment,misc]
+from typing import Callable, Dict, Optional, Protocol
 
 CaptureFn = Callable[[bytes], None]           # media thread -> engine: one frame of caller audio
 PlayoutFn = Callable[[], Optional[bytes]]     # media thread <- engine: one frame for the caller, or None
@@ -36,7 +31,7 @@ class CallMedia(Protocol):
         """Stop the callbacks; when this returns none is running or will run."""
 
     # Optional: ``audio_ready()``, for a channel whose frame times are the module's to choose
-    # (unicast.py). The engine calls it, from its receiver thread, when model audio is queued
+    # (switch/unicast.py). The engine calls it, from its receiver thread, when model audio is queued
     # with nothing ahead of it, so that the first frame need not wait for the next tick. A media
     # bug's frame times are the switch's, and FsCall has no such method.
 

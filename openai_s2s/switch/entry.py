@@ -3,25 +3,23 @@ mod_python3 reloads the module it is given on every call; this one is never relo
 """
 from __future__ import annotations
 
-import sys
 from typing import Any, Optional
 
-from . import commands, log as logmod
-from .log import ERR, INFO, NOTICE, log
+from .. import log as logmod
+from .. import process
+from ..control import commands
+from ..log import ERR, log
 
 _switch: Optional[Any] = None
-# Python callbacks on media threads need the GIL often and briefly; the default 5 ms
-# switch interval let a busy Python thread hold them off for 80-160 ms (issue 3, fact 4).
-SWITCH_INTERVAL = float(__import__("os").environ.get("OPENAI_S2S_SWITCH_INTERVAL", "0.0005"))
 
 
 def switch() -> Any:
     """The process-wide FsSwitch, built on first use (inside the switch only)."""
     global _switch
     if _switch is None:
-        from .fsbridge import FsSwitch, console_log
+        from .host import FsSwitch, console_log
         logmod.set_sink(console_log)
-        sys.setswitchinterval(SWITCH_INTERVAL)
+        process.set_switch_interval()
         _switch = FsSwitch()
     return _switch
 
@@ -30,7 +28,7 @@ def runtime(args: str) -> None:
     """python.conf.xml startup-script / pyrun: register ``uuid_openai_s2s`` and the events."""
     from . import registration
     try:
-        registration.register(registration.dispatcher_for(switch()))
+        registration.register(lambda line: commands.execute(line, switch()))
     except Exception as exc:
         log(ERR, f"openai_s2s: cannot register the API: {exc}")
 
@@ -46,7 +44,7 @@ def fsapi(session: Any, stream: Any, env: Any, args: str) -> None:
 
 def handler(session: Any, args: str) -> None:
     """The dialplan application: a whole voice agent on this channel, from channel variables."""
-    from .agent import run_agent
+    from ..control.agent import run_agent
     try:
         run_agent(session, switch(), args or "")
     except Exception as exc:

@@ -2,21 +2,21 @@
 before the first session is frozen out of full collections."""
 import gc
 
-from openai_s2s import gcpause
+from openai_s2s import process
 
 
 def test_collections_are_counted_and_imports_frozen():
-    gcpause.install()
-    gcpause.install()   # idempotent: one callback
-    assert gc.callbacks.count(gcpause._on_collect) == 1
+    process.first_session()
+    process.first_session()   # idempotent: one callback
+    assert gc.callbacks.count(process._on_collect) == 1
     assert gc.get_freeze_count() > 1000    # the interpreter's modules, at least
-    before = gcpause.stats()
+    before = process.gc_stats()
     garbage = [[] for _ in range(1000)]
     for a, b in zip(garbage, garbage[1:]):   # cycles for the collector to find
         a.append(b)
         b.append(a)
     del garbage
     gc.collect()
-    after = gcpause.stats()
+    after = process.gc_stats()
     assert after["collections"][2] == before["collections"][2] + 1
     assert after["total_ms"][2] >= before["total_ms"][2] and after["max_ms"][2] >= 0

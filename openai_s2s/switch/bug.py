@@ -1,5 +1,5 @@
-"""The FreeSWITCH side of :mod:`openai_s2s.host`: a channel's media through a media bug,
-events through the SWIG bindings, configuration through the XML registry.
+"""A channel's media through a media bug: :class:`FsCall`, the switch's side of
+:class:`openai_s2s.call.host.CallMedia`.
 
 Runs only inside the switch. A call has two media bugs: one that only buffers the caller's
 audio (READ_STREAM, no callback: the switch copies into the bug's buffer and calls nothing),
@@ -19,10 +19,10 @@ from typing import Callable, Collection, Dict, Optional
 
 import numpy as np
 
-from . import native
-from .gaps import GapMeter
-from .unicast import free_udp_port as unicast_free_port
-from .log import ERR, WARNING, log
+from .. import native
+
+from ..media.meters import GapMeter
+from .unicast import UnicastCall, free_udp_port as unicast_free_port
 
 BUG_NAME = b"openai_s2s"
 CAPTURE_BUG_NAME = b"openai_s2s_capture"
@@ -31,10 +31,6 @@ UNICAST_VAR = "openai_s2s_unicast"
 # Writes that stop for longer than this leave stale caller audio in the capture bug's
 # buffer (it holds up to 512 KB): it is flushed rather than sent late.
 STALE_CAPTURE = 0.2
-# ctypes.memmove gives up the GIL for its copy; on a media thread, getting it back costs more
-# than the 320-byte copy itself (see native.KEEP_GIL).
-_memmove = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                             ctypes.c_size_t)(ctypes._memmove_addr)
 
 # Live bugs by id: the C side holds only the integer, so a stale pointer can never
 # reach a freed Python object. Never reloaded (this module is not the entry module).
@@ -148,7 +144,11 @@ class FsCall:
             _bugs.pop(self._id, None)
             self._id = 0
 
-    # unicast mode (openai_s2s.unicast) ------------------------------------------------
+    # unicast mode (unicast.py) ---------------------------------------------------------
+    def unicast_media(self) -> UnicastCall:
+        """This channel's media through the switch's unicast mode instead of a media bug."""
+        return UnicastCall(self)
+
     def start_unicast(self, host: str, our_port: int, avoid: Collection[int] = ()) -> int:
         """Have the parked channel stream its audio to ``host:our_port`` and write what comes
         back; returns the channel's own port, never one of ``avoid`` (ports of calls the media
@@ -240,7 +240,7 @@ class FsCall:
             theirs = np.ctypeslib.as_array(ctypes.cast(out.data, ctypes.POINTER(ctypes.c_int16)), (size // 2,))
             np.copyto(theirs, np.clip(mine + theirs, -32768, 32767), casting="unsafe")
         else:
-            _memmove(out.data, pcm, size)
+            native.memmove(out.data, pcm, size)
             out.datalen = size
             out.samples = size // 2
         self.frames_written += 1
@@ -256,66 +256,3 @@ class FsCall:
         closed = self._closed_cb
         if closed is not None:
             closed()
-
-
-def read_impl(lib: native.Lib, session: int):
-    impl = native.SwitchCodecImplementation()
-    if lib.switch_core_session_get_read_impl(session, ctypes.byref(impl)) != native.SWITCH_STATUS_SUCCESS:
-        return None
-    return impl
-
-
-class FsSwitch:
-    """host.Switch over the running FreeSWITCH."""
-
-    def __init__(self, lib: Optional[native.Lib] = None):
-        import freeswitch  # only inside the switch
-        self.fs = freeswitch
-        self.lib = lib or native.load()
-
-    def find_call(self, uuid: str) -> Optional[FsCall]:
-        session = native.locate(self.lib, uuid)
-        if session is None:
-            return None
-        try:
-            impl = read_impl(self.lib, session)
-            if impl is None or not impl.actual_samples_per_second:
-                return None  # no media yet (not answered, no codec): nothing to attach to
-            rate = impl.actual_samples_per_second
-            samples = impl.samples_per_packet or rate // 50
-        finally:
-            native.release(self.lib, session)
-        return FsCall(self.lib, uuid, rate, samples)
-
-    def fire(self, subclass: str, uuid: Optional[str], body: bytes, headers: Dict[str, str]) -> None:
-        event = self.fs.Event("CUSTOM", subclass)
-        if uuid:
-            session = native.locate(self.lib, uuid)
-            if session is not None:
-                try:
-                    channel = self.lib.switch_core_session_get_channel(session)
-                    self.lib.switch_channel_event_set_data(channel, int(event.event))
-                finally:
-                    native.release(self.lib, session)
-            else:
-                event.addHeader("Unique-ID", uuid)
-        for name, value in headers.items():
-            event.addHeader(name, value)
-        if body:
-            event.addBody(body.decode("utf-8", "replace"))
-        event.fire()
-
-    def config_xml(self) -> Optional[str]:
-        text = self.fs.API().executeString("xml_locate configuration configuration name openai_s2s.conf")
-        if not text or text.lstrip().startswith("-ERR") or "<configuration" not in text:
-            return None
-        return text
-
-
-def console_log(level: str, message: str) -> None:
-    import freeswitch
-    freeswitch.consoleLog(level, message.rstrip("\n") + "\n")
-
-
-def warn_missing(exc: Exception) -> None:
-    log(ERR if isinstance(exc, native.NativeError) else WARNING, f"openai_s2s native layer: {exc}")

@@ -6,7 +6,7 @@ that gives it up waits behind them to get it back; the pump does that for every 
 tick, and at 100 calls it fell seconds behind while using half a core (measured: uplink p50
 3.2 s). Here the mask keys come from a pool filled by one ``os.urandom`` call per 1024 frames,
 and on a plain TCP socket the frame is written by libc ``send`` bound through ``ctypes.PyDLL``,
-which keeps the GIL, with MSG_DONTWAIT: the pump only writes what ``uplink.send_room`` said
+which keeps the GIL, with MSG_DONTWAIT: the pump only writes what ``transport.send_room`` said
 fits, so the call returns at once. A TLS socket goes through Python's ssl module (which gives
 the GIL up around SSL_write) as before.
 
@@ -25,7 +25,7 @@ import struct
 import time
 from typing import Any, Optional
 
-from . import libc
+from .. import native
 
 OPCODE_TEXT = 0x1
 OPCODE_PING = 0x9
@@ -34,7 +34,7 @@ MSG_NOSIGNAL = 0x4000
 _KEYS = 1024
 
 
-_libc_send = libc.send
+_libc_send = native.libc_send
 
 
 class MaskKeys:

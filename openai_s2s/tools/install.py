@@ -17,13 +17,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .config import KEY_ENV_VARS
+from ..control.config import KEY_ENV_VARS
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent   # openai_s2s/
 SHIM_NAME = "openai_s2s_boot"
 STARTUP_NAMES = (SHIM_NAME, "openai_s2s")
 LAYOUTS: Dict[str, Dict[str, str]] = {
@@ -41,7 +40,6 @@ mod_python3 puts the scripts directory on sys.path; this puts openai_s2s's own l
 directory there too and hands every entry point to the package. Because the switch has one
 interpreter, `python openai_s2s ...` works as well once this has run at startup.
 """
-import sys
 
 LIB = {target!r}
 if LIB and LIB not in sys.path:

@@ -1,0 +1,99 @@
+"""A call's periodic checks, run on the pump's thread every ``TICK``: the playback events, the
+buffer_overrun events, a channel that stopped writing, and a server that went silent."""
+from __future__ import annotations
+
+import threading
+from typing import Any, Dict, Optional
+
+import orjson
+
+from ..log import WARNING, log
+from . import events
+
+TICK = 0.02          # seconds between checks (the pump itself runs every 10 ms)
+NO_WRITES_WARNING = 2.0
+
+
+class Housekeeping:
+    def __init__(self, session: Any):
+        self.session = session
+        self._lock = threading.Lock()   # the playback announcement: this thread and a barge-in
+        self._announced = False
+        self._frames_seen = 0
+        self._next = 0.0
+        self._overruns_reported = (0, 0)
+        self._writes_seen: Optional[int] = None
+        self._writes_at = 0.0
+        self._warned_no_writes = False
+
+    def tick(self, now: float) -> None:
+        session = self.session
+        if now >= self._next:
+            self._next = now + TICK
+            self._check_writes(now)
+            self._playback()
+            self._overruns()
+        # Silence from the server for two ping intervals (and a send timeout) ends the call;
+        # a ping that found no room in the socket counts too.
+        interval = float(session.options["ping_interval"])
+        if interval and now - session.receiver.last_rx > 2 * interval + session.options["send_timeout"]:
+            session.stop_uplink()
+            session.close_soon("ping timeout")
+
+    def interrupted(self) -> None:
+        """A barge-in flushed audio the caller was hearing: playback stops, interrupted."""
+        with self._lock:
+            if self._announced:
+                self._announced = False
+                self.playback_event("output_audio.playback_stopped", "interrupted")
+
+    def playback_event(self, kind: str, reason: Optional[str] = None) -> None:
+        fields: Dict[str, Any] = {"type": kind}
+        if reason:
+            fields["completion_reason"] = reason
+        session = self.session
+        events.fire(session.switch, events.SERVER_EVENT, session.uuid, orjson.dumps(fields))
+
+    def _playback(self) -> None:
+        playout = self.session.playout
+        with self._lock:
+            frames_out = playout.frames_out
+            if not self._announced and frames_out > self._frames_seen:
+                self._announced = True
+                self.playback_event("output_audio.playback_started")
+            elif self._announced and not playout.active:
+                self._announced = False
+                self.playback_event("output_audio.playback_stopped", "completed")
+            self._frames_seen = frames_out
+
+    def _overruns(self) -> None:
+        session = self.session
+        reported = (session.uplink.dropped, session.playout.overruns)
+        if reported == self._overruns_reported:
+            return
+        up = reported[0] - self._overruns_reported[0]
+        down = reported[1] - self._overruns_reported[1]
+        self._overruns_reported = reported
+        frame_ms = session.call.frame_samples * 1000 // session.call.rate
+        if up:
+            events.fire(session.switch, events.BUFFER_OVERRUN, session.uuid,
+                        events.body(direction="uplink", dropped_ms=up * frame_ms))
+        if down:
+            events.fire(session.switch, events.BUFFER_OVERRUN, session.uuid,
+                        events.body(direction="playout", dropped_deltas=down))
+
+    def _check_writes(self, now: float) -> None:
+        """Say once if the channel stops writing: with the media bug, the caller's audio is
+        taken on each frame the channel writes (one media callback a frame), so a channel that
+        writes nothing is neither heard by the model nor hears it."""
+        session = self.session
+        writes = getattr(session.call, "write_callbacks", None)
+        if writes is None or not session.uplink.open:
+            return
+        if writes != self._writes_seen:
+            self._writes_seen, self._writes_at = writes, now
+        elif not self._warned_no_writes and now - self._writes_at > NO_WRITES_WARNING:
+            self._warned_no_writes = True
+            log(WARNING, f"[{session.uuid}] the channel has written no audio for {NO_WRITES_WARNING:g} s: "
+                         "the model neither hears the caller nor is heard (a parked call needs "
+                         "send_silence_when_idle=-1)")

@@ -1,0 +1,77 @@
+"""One call's receiver thread: it opens the websocket, then reads the server's events into the
+protocol and carries out what the protocol says.
+
+    websocket --receiver--> protocol --> PlayoutBuffer / FreeSWITCH events
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Optional, Tuple
+
+import websocket
+
+from .. import native
+from ..log import ERR, INFO, WARNING, log
+from ..realtime.transport import ConnectError, close_code, open_websocket
+from . import events
+
+
+class Receiver:
+    def __init__(self, session: Any):
+        self.session = session
+        self.last_rx = time.monotonic()
+        self.events_in = 0
+        self.thread = threading.Thread(target=self._run, daemon=True, name=f"s2s-rx-{session.uuid[:8]}")
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        session = self.session
+        native.name_thread(self.thread.name)
+        reason, code = "connection lost", None
+        try:
+            endpoint = session.endpoint
+            try:
+                ws = open_websocket(endpoint, session.options)
+            except ConnectError as exc:
+                log(WARNING, f"[{session.uuid}] connect to {endpoint.display_url} failed: {exc}")
+                events.fire(session.switch, events.CONNECT_FAILED, session.uuid, events.body(reason=str(exc)))
+                session.close(f"connect_failed: {exc}")
+                return
+            if session.stopping:
+                ws.shutdown()
+                return
+            self.last_rx = time.monotonic()
+            session.connected(ws)
+            log(INFO, f"[{session.uuid}] connected to {endpoint.display_url} ({session.proto.generation})")
+            events.fire(session.switch, events.CONNECT, session.uuid,
+                        events.body(url=endpoint.display_url, protocol=session.proto.generation))
+            reason, code = self._receive(ws)
+        except Exception as exc:  # never let a thread die silently
+            reason = f"internal error: {exc!r}"
+            log(ERR, f"[{session.uuid}] receiver failed: {exc!r}")
+        session.close(reason, code)
+
+    def _receive(self, ws: websocket.WebSocket) -> Tuple[str, Optional[int]]:
+        session = self.session
+        proto = session.proto
+        while not session.stopping:
+            try:
+                opcode, data = ws.recv_data(control_frame=True)
+            except (websocket.WebSocketTimeoutException, TimeoutError):
+                continue
+            except (websocket.WebSocketConnectionClosedException, OSError) as exc:
+                return proto.end_reason or f"connection lost: {exc or 'closed'}", None
+            self.last_rx = time.monotonic()
+            if opcode == websocket.ABNF.OPCODE_TEXT:
+                self.events_in += 1
+                with session.lock:
+                    actions = proto.server_event(data)
+                session.run(actions)
+            elif opcode == websocket.ABNF.OPCODE_BINARY:
+                log(WARNING, f"[{session.uuid}] server sent a binary frame ({len(data)} bytes); ignored")
+            elif opcode == websocket.ABNF.OPCODE_CLOSE:
+                return proto.end_reason or "server closed", close_code(data)
+        return "stopped", None

@@ -1,0 +1,247 @@
+"""One call's Realtime session: the protocol state machine wired to a websocket and the call's media.
+
+Threads and hand-offs, one way per direction:
+
+    media thread --capture--> UplinkSender's deque --uplink pump (one thread, all calls)--> websocket
+    websocket --Receiver thread--> protocol --> PlayoutBuffer --next_frame()--> media thread
+                                            \\-> FreeSWITCH events
+
+The media thread only appends to a deque and pops from another: no lock, no wake-up.
+The protocol lock guards state transitions only: it is never held across a socket
+call, a switch call or a join. This module holds the lifecycle and carries out the protocol's
+actions; the receiver (``receiver.py``), the uplink (``uplink.py``), the periodic checks
+(``housekeeping.py``) and the status (``status.py``) are each in their own.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Dict, List, Optional
+
+import orjson
+import websocket
+
+from .. import process
+from ..log import ERR, INFO, log
+from ..media.codec import DownlinkDecoder
+from ..media.formats import PCM24
+from ..media.playout import PlayoutBuffer
+from ..realtime.endpoint import Endpoint
+from ..realtime.protocol import (Action, End, EndAudio, Flush, Forward, Log, OpenUplink, Play,
+                                 RealtimeProtocol, Send, SetOutput)
+from ..realtime.transport import send_room
+from . import events, registry
+from .host import CallMedia
+from .housekeeping import Housekeeping
+from .pump import PUMP
+from .receiver import Receiver
+from .status import session_status
+from .uplink import UplinkSender
+
+JOIN_TIMEOUT = 3.0
+
+
+def _shutdown(ws: websocket.WebSocket) -> None:
+    """Close the socket, but not in the middle of the pump's write: the pump writes by file
+    descriptor (frames.FrameWriter), and a descriptor closed under it could be reused by
+    another call's new socket. The pump never holds the lock for long; a receiver stuck in a
+    pong to a server that stopped reading may, so the wait is bounded."""
+    lock = getattr(ws, "lock", None)
+    held = lock.acquire(timeout=1.0) if lock is not None else False
+    try:
+        ws.shutdown()
+    finally:
+        if held:
+            lock.release()
+
+
+class Session:
+    def __init__(self, switch: Any, call: CallMedia, endpoint: Endpoint,
+                 options: Dict[str, Any], generation: str):
+        self.switch = switch
+        self.call = call
+        self.uuid = call.uuid
+        self.endpoint = endpoint
+        self.options = options
+        self.proto = RealtimeProtocol(generation, options["hold_response_create"],
+                                      options["idle_timeout_action"])
+        self.playout = PlayoutBuffer(call.rate, call.frame_samples, options["playout_max_ms"])
+        self._decoder = DownlinkDecoder(PCM24, call.rate, options["resampler"])
+        self.lock = threading.Lock()      # the protocol's state
+        self.stopping = False
+        self._closing = False
+        self._closed = threading.Event()
+        self.ws: Optional[websocket.WebSocket] = None
+        # a media path that chooses its own frame times is told when audio starts (host.py)
+        self._audio_ready = getattr(call, "audio_ready", None)
+        self.housekeeping = Housekeeping(self)
+        self.uplink = UplinkSender(call.rate, call.frame_samples, options,
+                                   self.housekeeping.tick, self._uplink_failed)
+        self.receiver = Receiver(self)
+        self.state = "connecting"
+        self.created = time.time()
+        self.connected_at: Optional[float] = None
+        self.close_reason: Optional[str] = None
+        # read by the media thread: plain attributes, set by others
+        self.paused = False
+        self.mute_user = False
+        self.deltas = 0
+        self.bytes_down = 0
+        self.playout_dropped = 0
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self) -> None:
+        """Attach to the call's media and start connecting. Raises RuntimeError if media fails."""
+        self.call.attach(self._on_capture, self.playout.next_frame, self._on_media_closed,
+                         mix=self.options["playout_mode"] == "mix")
+        self.receiver.start()
+
+    def connected(self, ws: websocket.WebSocket) -> None:
+        """The receiver opened the websocket: the uplink may write to it."""
+        watch = getattr(ws, "s2s_watch", None)
+        if watch is not None:
+            self.playout.waiting_on_server = watch.waiting_on_server
+        self.ws = ws
+        self.uplink.connected(ws)
+        self.state, self.connected_at = "connected", time.time()
+        PUMP.add(self.uplink)
+        if self.stopping:    # closed while we attached: close() had nothing to remove
+            PUMP.remove(self.uplink)
+
+    def close(self, reason: str, code: Optional[int] = None) -> None:
+        """End everything, once, from any thread but a media thread; joins within a bound."""
+        with self.lock:
+            closing, self._closing = self._closing, True
+        if closing:
+            # Someone else is closing: wait for them, unless they may be waiting for us.
+            if threading.current_thread() is not self.receiver.thread:
+                self._closed.wait(2 * JOIN_TIMEOUT)
+            return
+        self.close_reason = reason
+        was_connected = self.state == "connected"
+        self.state = "closing"
+        self.stopping = True
+        self.stop_uplink()
+        try:
+            self.call.detach()
+        except Exception as exc:
+            log(ERR, f"[{self.uuid}] detaching media failed: {exc!r}")
+        ws = self.ws
+        # A close frame to a server that stopped reading would block this thread (an API
+        # thread, for session.delete) for the send timeout: without room, cut the socket.
+        if ws is not None and send_room(ws.sock) > 64:
+            try:
+                ws.send_close(websocket.STATUS_NORMAL)
+            except Exception:
+                pass
+        thread = self.receiver.thread
+        if thread is not threading.current_thread() and thread.is_alive():
+            thread.join(JOIN_TIMEOUT / 2)
+            if thread.is_alive() and ws is not None:
+                _shutdown(ws)  # a server that never answers the close is cut off here
+                thread.join(JOIN_TIMEOUT / 2)
+            if thread.is_alive():
+                log(ERR, f"[{self.uuid}] thread {thread.name} did not stop")
+        if ws is not None:
+            _shutdown(ws)
+        self.playout.flush()
+        self.state = "closed"
+        if was_connected:
+            events.fire(self.switch, events.DISCONNECT, self.uuid,
+                        events.body(reason=reason, code=code))
+        registry.remove(self.uuid, self)
+        self._closed.set()
+        log(INFO, f"[{self.uuid}] session ended: {reason}")
+        if not registry.all_sessions():
+            process.last_session_ended(lambda: not registry.all_sessions())
+
+    def close_soon(self, reason: str) -> None:
+        """Close from a thread that must not block: the media thread, or mid-dispatch."""
+        threading.Thread(target=self.close, args=(reason,), daemon=True,
+                         name=f"s2s-close-{self.uuid[:8]}").start()
+
+    def stop_uplink(self) -> None:
+        PUMP.remove(self.uplink)
+        self.uplink.stop()
+
+    def _uplink_failed(self, exc: BaseException) -> None:
+        self.stop_uplink()
+        if isinstance(exc, (websocket.WebSocketException, OSError)):
+            self.close_soon(f"send failed: {exc!r}")
+        else:
+            log(ERR, f"[{self.uuid}] uplink failed: {exc!r}")
+            self.close_soon(f"internal error: {exc!r}")
+
+    # -- media thread ------------------------------------------------------------
+    def _on_capture(self, pcm: bytes) -> None:
+        if self.uplink.open and not self.paused and not self.mute_user:
+            self.uplink.capture(pcm)
+
+    def _on_media_closed(self) -> None:
+        if not self._closing:
+            self.close_soon("hangup")
+
+    # -- caller (API threads) ---------------------------------------------------
+    def client_event(self, event: Dict[str, Any]) -> None:
+        """Queue a client event; raises protocol.ClientEventError if it must not be sent."""
+        if self._closing:
+            raise RuntimeError("session is ending")
+        with self.lock:
+            actions = self.proto.client_event(event)
+        self.run(actions)
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        self.playout.paused = paused
+
+    def set_muted(self, who: str, muted: bool) -> None:
+        if who in ("user", "all"):
+            self.mute_user = muted
+        if who in ("model", "all"):
+            self.playout.muted = muted
+
+    def status(self) -> Dict[str, Any]:
+        return session_status(self)
+
+    # -- the protocol's actions ------------------------------------------------------
+    def run(self, actions: List[Action]) -> None:
+        for action in actions:
+            kind = type(action)
+            if kind is Send:
+                self.uplink.event(orjson.dumps(action.event))
+                PUMP.wake()
+            elif kind is Forward:
+                events.fire(self.switch, events.SERVER_EVENT, self.uuid, action.body)
+            elif kind is Play:
+                self._play(action)
+            elif kind is EndAudio:
+                self.playout.end_item()
+            elif kind is Flush:
+                self._barge_in()
+            elif kind is OpenUplink:
+                self.uplink.start_audio(action.format)
+                PUMP.wake()
+            elif kind is SetOutput:
+                self._decoder = DownlinkDecoder(action.format, self.call.rate, self.options["resampler"])
+            elif kind is Log:
+                log(action.level, f"[{self.uuid}] {action.message}")
+            elif kind is End:
+                self.close_soon(action.reason)
+
+    def _play(self, action: Play) -> None:
+        self.deltas += 1
+        self.bytes_down += len(action.payload)
+        pcm = self._decoder.decode(action.payload)
+        was_empty = self.playout.queued_frames == 0
+        if not self.playout.push(action.item, pcm, time.monotonic()):
+            self.playout_dropped += len(pcm)
+        elif was_empty and self.playout.queued_frames and self._audio_ready is not None:
+            self._audio_ready()
+
+    def _barge_in(self) -> None:
+        flushed = self.playout.flush()
+        with self.lock:
+            actions = self.proto.barge_in(flushed.had_audio, flushed.item, flushed.heard_ms)
+        if flushed.had_audio:
+            self.housekeeping.interrupted()
+        self.run(actions)

@@ -1,0 +1,164 @@
+"""One call's uplink: caller audio and client events, queued by the media and API threads and
+written to the websocket by the shared pump (:mod:`openai_s2s.call.pump`).
+
+    media thread --capture()--> deque --UplinkPump (one thread, all calls)--> websocket
+
+The media thread only appends to a deque: no lock, no wake-up. Everything else here runs on the
+pump's thread.
+"""
+from __future__ import annotations
+
+import base64
+import collections
+import time
+from typing import Any, Callable, Deque, Dict, Optional, Tuple
+
+import websocket
+
+from ..media.codec import UplinkEncoder
+from ..media.formats import AudioFormat
+from ..realtime.frames import OPCODE_PING, FrameWriter
+from ..realtime.transport import send_room
+
+_APPEND_HEAD = b'{"type":"input_audio_buffer.append","audio":"'
+Pending = Tuple[bytes, Optional[float], int]   # a frame's payload, capture time of its audio, audio bytes
+
+
+class UplinkSender:
+    """The per-call side of the pump: what is queued, and what the socket has room for."""
+
+    def __init__(self, rate: int, frame_samples: int, options: Dict[str, Any],
+                 tick: Callable[[float], None], failed: Callable[[BaseException], None]):
+        self.rate = rate
+        self.options = options
+        self._tick = tick          # the session's housekeeping, on the pump's thread
+        self._failed = failed
+        # (capture time, pcm) for caller audio; (None, bytes) for a client event;
+        # (None, AudioFormat) when the uplink opens. Appended by the media and API threads.
+        self.queue: "Deque[Tuple[Optional[float], Any]]" = collections.deque()
+        self.max_frames = max(1, options["uplink_max_ms"] * rate // (1000 * frame_samples))
+        self.open = False          # read by the media thread: caller audio is queued only when open
+        self.stopped = False
+        self.ws: Optional[websocket.WebSocket] = None
+        self._writer: Optional[FrameWriter] = None   # under ws.lock
+        self._encoder: Optional[UplinkEncoder] = None
+        self._chunk = bytearray()
+        self._chunk_bytes = 0
+        self._chunk_started = 0.0
+        self.pending: Optional[Pending] = None    # a frame waiting for room in the socket
+        # Room known to be left in the socket. It only understates (the peer's acks free more),
+        # so the kernel is asked again only when a frame does not fit: asking costs two
+        # syscalls, and fcntl.ioctl gives the GIL up around its own.
+        self._room = 0
+        self._next_ping = float("inf")
+        # counters, each written by one thread
+        self.frames_in = 0
+        self.dropped = 0
+        self.appends = 0
+        self.bytes_up = 0
+        self.events_out = 0
+        self.latency: Deque[float] = collections.deque(maxlen=512)
+
+    # -- producers ---------------------------------------------------------------
+    def capture(self, pcm: bytes) -> None:
+        """Media thread: one frame of caller audio."""
+        if len(self.queue) >= self.max_frames:
+            self.dropped += 1
+            return
+        self.frames_in += 1
+        self.queue.append((time.monotonic(), pcm))
+
+    def event(self, data: bytes) -> None:
+        self.queue.append((None, data))
+
+    def start_audio(self, fmt: AudioFormat) -> None:
+        """Caller audio goes up from now on, in ``fmt`` (again when the format changes)."""
+        self.queue.append((None, fmt))
+        self.open = True
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.open = False
+
+    def connected(self, ws: websocket.WebSocket) -> None:
+        self._writer = FrameWriter(ws.sock, timeout=float(self.options["send_timeout"]))
+        self.ws = ws
+        interval = float(self.options["ping_interval"])
+        self._next_ping = time.monotonic() + interval if interval else float("inf")
+
+    # -- the pump's thread --------------------------------------------------------
+    def pump(self, now: float) -> None:
+        """Send what is queued, as far as the socket has room, then housekeeping. Never blocks."""
+        ws, writer = self.ws, self._writer
+        if ws is None or writer is None or self.stopped:
+            return
+        lock = getattr(ws, "lock", None)
+        # websocket-client's own senders (pong, close) take this lock: frames never interleave.
+        if lock is None or lock.acquire(False):
+            try:
+                self._send_queued(ws, writer)
+                if now >= self._next_ping and self._fits(ws, 6):
+                    self._room -= writer.send(b"", OPCODE_PING)
+                    self._next_ping = now + float(self.options["ping_interval"])
+            finally:
+                if lock is not None:
+                    lock.release()
+        # else the receiver is answering a ping: its turn, ours next tick
+        self._tick(now)
+
+    def pump_failed(self, exc: BaseException) -> None:
+        self._failed(exc)
+
+    def _send_queued(self, ws: websocket.WebSocket, writer: FrameWriter) -> None:
+        if self.pending is not None:
+            if not self._fits(ws, len(self.pending[0])):
+                return
+            item, self.pending = self.pending, None
+            self._room -= self._send_now(writer, *item)
+        queue = self.queue
+        for _ in range(len(queue)):    # what is there now: the media thread keeps appending
+            stamp, payload = queue.popleft()
+            if stamp is not None:
+                if self._encoder is None or not self.open:
+                    continue
+                if not self._chunk:
+                    self._chunk_started = stamp
+                self._chunk += self._encoder.encode(payload)
+                if len(self._chunk) < self._chunk_bytes:
+                    continue
+                item = self._take_chunk()
+            elif isinstance(payload, AudioFormat):
+                item = self._take_chunk()
+                self._encoder = UplinkEncoder(self.rate, payload, self.options["resampler"])
+                per_sample = 2 if payload.name == "pcm" else 1
+                self._chunk_bytes = self.options["chunk_ms"] * payload.rate // 1000 * per_sample
+                if item is None:
+                    continue
+            else:
+                item = (payload, None, 0)
+            if not self._fits(ws, len(item[0])):
+                self.pending = item
+                break
+            self._room -= self._send_now(writer, *item)
+
+    def _fits(self, ws: websocket.WebSocket, size: int) -> bool:
+        if size > self._room:
+            self._room = send_room(ws.sock)
+        return size <= self._room
+
+    def _take_chunk(self) -> Optional[Pending]:
+        if not self._chunk:
+            return None
+        item = (_APPEND_HEAD + base64.b64encode(self._chunk) + b'"}', self._chunk_started, len(self._chunk))
+        self._chunk.clear()
+        return item
+
+    def _send_now(self, writer: FrameWriter, data: bytes, started: Optional[float], audio: int) -> int:
+        size = writer.send(data)
+        if started is None:
+            self.events_out += 1
+        else:
+            self.latency.append(time.monotonic() - started)
+            self.appends += 1
+            self.bytes_up += audio
+        return size

@@ -1,0 +1,45 @@
+"""Channel PCM to and from the model's wire format: resampling plus G.711 where it applies."""
+from __future__ import annotations
+
+from typing import Callable
+
+from . import g711
+from .formats import AudioFormat
+from .resample import Resampler
+
+_ENCODERS: "dict[str, Callable[[bytes], bytes]]" = {
+    "pcm": bytes, "pcmu": g711.ulaw_encode, "pcma": g711.alaw_encode}
+_DECODERS: "dict[str, Callable[[bytes], bytes]]" = {
+    "pcm": bytes, "pcmu": g711.ulaw_decode, "pcma": g711.alaw_decode}
+
+
+class UplinkEncoder:
+    """Channel PCM -> the model's input format."""
+
+    def __init__(self, channel_rate: int, fmt: AudioFormat, quality: str = "fir"):
+        self.format = fmt
+        self._resampler = Resampler(channel_rate, fmt.rate, quality)
+        self._encode = _ENCODERS[fmt.name]
+
+    def encode(self, pcm: bytes) -> bytes:
+        return self._encode(self._resampler.process(pcm))
+
+
+class DownlinkDecoder:
+    """The model's output format -> channel PCM."""
+
+    def __init__(self, fmt: AudioFormat, channel_rate: int, quality: str = "fir"):
+        self.format = fmt
+        self._decode = _DECODERS[fmt.name]
+        self._resampler = Resampler(fmt.rate, channel_rate, quality)
+        self._carry = b""
+
+    def decode(self, payload: bytes) -> bytes:
+        if self.format.name == "pcm":
+            # A delta may end mid-sample; keep the odd byte for the next one.
+            if self._carry:
+                payload, self._carry = self._carry + payload, b""
+            if len(payload) % 2:
+                payload, self._carry = payload[:-1], payload[-1:]
+        return self._resampler.process(self._decode(payload))
+

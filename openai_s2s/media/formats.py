@@ -1,0 +1,44 @@
+"""The Realtime API's audio formats, and how each is named on the wire by either generation.
+
+The channel side is always 16-bit little-endian mono PCM at the channel's rate (what a
+FreeSWITCH media bug or unicast datagram carries). G.711 is 8 kHz, so an 8 kHz channel
+talking G.711 skips resampling entirely.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioFormat:
+    name: str      # "pcm", "pcmu" or "pcma"
+    rate: int
+
+    @property
+    def ga(self) -> dict:
+        if self.name == "pcm":
+            return {"type": "audio/pcm", "rate": self.rate}
+        return {"type": "audio/" + self.name}
+
+    @property
+    def beta(self) -> str:
+        return {"pcm": "pcm16", "pcmu": "g711_ulaw", "pcma": "g711_alaw"}[self.name]
+
+
+PCM24 = AudioFormat("pcm", 24000)
+PCMU = AudioFormat("pcmu", 8000)
+PCMA = AudioFormat("pcma", 8000)
+
+_FROM_GA = {"audio/pcm": PCM24, "audio/pcmu": PCMU, "audio/pcma": PCMA}
+_FROM_BETA = {"pcm16": PCM24, "g711_ulaw": PCMU, "g711_alaw": PCMA}
+
+
+def format_from_wire(value: object) -> Optional[AudioFormat]:
+    """A GA format object ({"type": "audio/pcmu"}) or a beta name ("g711_ulaw")."""
+    if isinstance(value, dict):
+        return _FROM_GA.get(value.get("type", "audio/pcm"))
+    if isinstance(value, str):
+        return _FROM_BETA.get(value) or _FROM_GA.get(value)
+    return None
+

@@ -1,0 +1,124 @@
+"""The module's process-wide side effects, all of them, each with why and how to turn it off.
+
+mod_python3 embeds one interpreter for the whole switch, so each of these reaches every Python
+script the switch runs, not only this module:
+
+- **The GIL switch interval** (``sys.setswitchinterval``), set when the module first runs inside
+  the switch: 0.5 ms instead of Python's 5 ms. Python callbacks on media threads need the GIL
+  often and briefly; with 5 ms a busy Python thread held them off for 80-160 ms (measured in
+  the switch with CPU-bound Python beside 25 calls). Off: ``OPENAI_S2S_SWITCH_INTERVAL=0.005``
+  (Python's default) in the switch's environment.
+- **gc.freeze() at the first session**: everything loaded before it (the standard library,
+  numpy, this package) leaves later full collections. Measured at 100 calls: one full collection
+  took 34 ms, long enough to make every call's frame late; after the freeze, 5.3 ms. Objects of
+  other scripts that exist at that moment are then never collected as cycles. Off:
+  ``OPENAI_S2S_GC_FREEZE=0``.
+- **A heap trim when the last session ends** (``malloc_trim``), and once more 2 s later, when the
+  switch has torn the channels down: every session thread gets a glibc malloc arena of its own,
+  and without a trim the switch keeps their high-water mark (measured: +25 MB after 25 calls,
+  about 20 MB handed back by the second trim after 100). Only when idle, because a trim holds
+  each arena's lock while it walks it, and media threads allocate from those arenas too. Off:
+  ``OPENAI_S2S_HEAP_TRIM=0``.
+
+A malformed value is logged and the default kept: it never breaks the module's import.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import threading
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+from . import native
+from .log import WARNING, log
+
+DEFAULT_SWITCH_INTERVAL = 0.0005
+TRIM_AGAIN_AFTER = 2.0   # seconds: the switch tears the calls down after their sessions end
+
+
+def _env_float(name: str, default: float, environ: Mapping[str, str]) -> float:
+    text = environ.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = float(text)
+        if not 0 < value <= 1:
+            raise ValueError("must be more than 0 and at most 1 (seconds)")
+        return value
+    except ValueError as exc:
+        log(WARNING, f"openai_s2s: {name}={text!r} ignored ({exc}); using {default}")
+        return default
+
+
+def _env_on(name: str, environ: Mapping[str, str]) -> bool:
+    return environ.get(name, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def set_switch_interval(environ: Mapping[str, str] = os.environ) -> float:
+    """Set the interpreter's GIL switch interval for life inside the switch; returns it."""
+    interval = _env_float("OPENAI_S2S_SWITCH_INTERVAL", DEFAULT_SWITCH_INTERVAL, environ)
+    sys.setswitchinterval(interval)
+    return interval
+
+
+# -- the collector: frozen once, and its pauses measured for `status` ----------------------
+_started = [0.0]
+_counts: List[int] = [0, 0, 0]
+_max_ms: List[float] = [0.0, 0.0, 0.0]
+_total_ms: List[float] = [0.0, 0.0, 0.0]
+
+
+def _on_collect(phase: str, info: Dict[str, Any]) -> None:
+    # runs inside every collection, on whichever thread triggered it: no allocation-heavy work
+    if phase == "start":
+        _started[0] = time.perf_counter()
+        return
+    generation = info.get("generation", 2)
+    if not 0 <= generation <= 2:
+        return
+    ms = (time.perf_counter() - _started[0]) * 1000
+    _counts[generation] += 1
+    _total_ms[generation] += ms
+    if ms > _max_ms[generation]:
+        _max_ms[generation] = ms
+
+
+def first_session(environ: Mapping[str, str] = os.environ) -> None:
+    """Before the first session starts: freeze what is loaded, and start timing collections."""
+    if _on_collect not in gc.callbacks:
+        if _env_on("OPENAI_S2S_GC_FREEZE", environ):
+            gc.collect()
+            gc.freeze()
+        gc.callbacks.append(_on_collect)
+
+
+def gc_stats() -> Dict[str, Any]:
+    """Collections, longest and total pause per generation (``status``'s ``python_gc``)."""
+    return {"collections": list(_counts), "max_ms": [round(v, 2) for v in _max_ms],
+            "total_ms": [round(v, 1) for v in _total_ms]}
+
+
+# -- the heap, once no session is left -----------------------------------------------------
+def _trim_heap() -> None:
+    gc.collect()   # sessions end as cycles (a thread's target is the session): free them first
+    native.malloc_trim()
+
+
+def last_session_ended(still_idle: Callable[[], bool],
+                       environ: Mapping[str, str] = os.environ) -> Optional[threading.Timer]:
+    """Trim now, and again ``TRIM_AGAIN_AFTER`` seconds later if ``still_idle()`` then."""
+    if not _env_on("OPENAI_S2S_HEAP_TRIM", environ):
+        return None
+    _trim_heap()
+
+    def again() -> None:
+        if still_idle():
+            _trim_heap()
+
+    timer = threading.Timer(TRIM_AGAIN_AFTER, again)
+    # not "s2s-": status counts those as the sessions' threads, which must be 0 once they end
+    timer.name, timer.daemon = "openai_s2s-trim", True
+    timer.start()
+    return timer

@@ -1,0 +1,69 @@
+"""Where the websocket points and how it authenticates: the URL, the key's header, TLS.
+
+An :class:`Endpoint` holds the key; its ``display_url`` and ``repr`` never do.
+"""
+from __future__ import annotations
+
+import dataclasses
+import ssl
+from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import quote, urlsplit
+
+AUTH_TYPES = ("bearer", "query", "api-key")
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    url: str
+    headers: Tuple[str, ...]
+    display_url: str     # safe to log: the key is never in it
+
+    def __repr__(self) -> str:  # keep the key out of any accidental repr()
+        return f"Endpoint({self.display_url})"
+
+
+def build_endpoint(host: str, path: str, auth_type: str, api_key: Optional[str],
+                   beta: bool = False, extra_headers: Optional[Dict[str, str]] = None) -> Endpoint:
+    """``host`` is a name, ``name:port`` or a ws:// / wss:// URL; ``path`` keeps its query."""
+    if auth_type not in AUTH_TYPES:
+        raise ValueError(f"auth-type must be one of {', '.join(AUTH_TYPES)}, not {auth_type!r}")
+    if "://" in host:
+        parts = urlsplit(host)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise ValueError(f"host URL must be ws:// or wss://, not {host!r}")
+        base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+    else:
+        if not host or any(c in host for c in "/?#@ "):
+            raise ValueError(f"bad host {host!r}")
+        base = f"wss://{host}"
+    path = "/" + path.lstrip("/")
+    url = display = base + path
+    headers: List[str] = []
+    if api_key:
+        if auth_type == "query":
+            sep = "&" if "?" in path else "?"
+            url = f"{url}{sep}api-key={quote(api_key, safe='')}"
+            display = f"{display}{sep}api-key=***"
+        elif auth_type == "bearer":
+            headers.append(f"Authorization: Bearer {api_key}")
+        else:
+            headers.append(f"api-key: {api_key}")
+    if beta:
+        headers.append("OpenAI-Beta: realtime=v1")
+    for name, value in (extra_headers or {}).items():
+        headers.append(f"{name}: {value}")
+    return Endpoint(url, tuple(headers), display)
+
+
+def tls_context(options: Dict[str, Any]) -> ssl.SSLContext:
+    """Verification on unless the operator turns it off; a private CA and client cert if given."""
+    ctx = ssl.create_default_context(cafile=options.get("tls_ca_file"))
+    if not options.get("tls_verify", True):
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    elif not options.get("tls_verify_hostname", True):
+        ctx.check_hostname = False
+    if options.get("tls_cert_file"):
+        ctx.load_cert_chain(options["tls_cert_file"], options.get("tls_key_file"))
+    return ctx
+
