@@ -80,14 +80,11 @@ class Session:
         self.receiver = Receiver(self)
         self.state = "connecting"
         self.created = time.time()
-        self.connected_at: Optional[float] = None
-        self.close_reason: Optional[str] = None
         # read by the media thread: plain attributes, set by others
         self.paused = False
         self.mute_user = False
         self.deltas = 0
         self.bytes_down = 0
-        self.playout_dropped = 0
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -103,7 +100,7 @@ class Session:
             self.playout.waiting_on_server = watch.waiting_on_server
         self.ws = ws
         self.uplink.connected(ws)
-        self.state, self.connected_at = "connected", time.time()
+        self.state = "connected"
         PUMP.add(self.uplink)
         if self.stopping:    # closed while we attached: close() had nothing to remove
             PUMP.remove(self.uplink)
@@ -117,7 +114,6 @@ class Session:
             if threading.current_thread() is not self.receiver.thread:
                 self._closed.wait(2 * JOIN_TIMEOUT)
             return
-        self.close_reason = reason
         was_connected = self.state == "connected"
         self.state = "closing"
         self.stopping = True
@@ -233,9 +229,8 @@ class Session:
         self.bytes_down += len(action.payload)
         pcm = self._decoder.decode(action.payload)
         was_empty = self.playout.queued_frames == 0
-        if not self.playout.push(action.item, pcm, time.monotonic()):
-            self.playout_dropped += len(pcm)
-        elif was_empty and self.playout.queued_frames and self._audio_ready is not None:
+        if self.playout.push(action.item, pcm, time.monotonic()) and was_empty \
+                and self._audio_ready is not None and self.playout.queued_frames:
             self._audio_ready()
 
     def _barge_in(self) -> None:

@@ -16,8 +16,9 @@ from typing import Any, Callable, Dict, List, Optional
 import orjson
 
 from ..call import registry
-from . import commands, config
 from ..log import INFO, WARNING, log
+from ..media.formats import BY_NAME
+from . import commands, config
 
 GetVar = Callable[[str], Optional[str]]
 P = config.VAR_PREFIX
@@ -66,7 +67,7 @@ def plan(get_var: GetVar, rate: int, instructions_dir: Optional[str]) -> AgentPl
         fmt = "pcmu" if rate == 8000 else "pcm"
     if fmt not in ("pcm", "pcmu", "pcma"):
         raise AgentError(f"{P}audio_format must be auto, pcm, pcmu or pcma, not {fmt!r}")
-    wire = {"type": "audio/pcm", "rate": 24000} if fmt == "pcm" else {"type": f"audio/{fmt}"}
+    wire = BY_NAME[fmt].ga
     output: Dict[str, Any] = {"format": wire}
     if var("voice"):
         output["voice"] = var("voice")

@@ -23,15 +23,17 @@ class AudioFormat:
 
     @property
     def beta(self) -> str:
-        return {"pcm": "pcm16", "pcmu": "g711_ulaw", "pcma": "g711_alaw"}[self.name]
+        return BETA_NAMES[self.name]
 
 
 PCM24 = AudioFormat("pcm", 24000)
 PCMU = AudioFormat("pcmu", 8000)
 PCMA = AudioFormat("pcma", 8000)
+BY_NAME = {fmt.name: fmt for fmt in (PCM24, PCMU, PCMA)}
+BETA_NAMES = {"pcm": "pcm16", "pcmu": "g711_ulaw", "pcma": "g711_alaw"}   # the beta protocol's names
 
-_FROM_GA = {"audio/pcm": PCM24, "audio/pcmu": PCMU, "audio/pcma": PCMA}
-_FROM_BETA = {"pcm16": PCM24, "g711_ulaw": PCMU, "g711_alaw": PCMA}
+_FROM_GA = {"audio/" + name: fmt for name, fmt in BY_NAME.items()}
+_FROM_BETA = {BETA_NAMES[name]: fmt for name, fmt in BY_NAME.items()}
 
 
 def format_from_wire(value: object) -> Optional[AudioFormat]:

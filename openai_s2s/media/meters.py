@@ -1,7 +1,7 @@
 """Media lateness: the time between consecutive frames a call hands the switch.
 
 A frame is due every ptime (20 ms); a gap over 40 ms means a frame came more than 20 ms late
-(issue 3, fact 4). Kept as a 1 ms histogram so the media thread only increments a counter.
+(the targets: no gap over 40 ms). Kept as a 1 ms histogram so the media thread only increments a counter.
 """
 from __future__ import annotations
 

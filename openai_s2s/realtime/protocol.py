@@ -23,7 +23,6 @@ from ..log import DEBUG, INFO, NOTICE, WARNING
 GA, BETA = "ga", "beta"
 
 AUDIO_DELTA = {"response.output_audio.delta", "response.audio.delta"}
-AUDIO_DONE = {"response.output_audio.done", "response.audio.done"}
 _BETA_SESSION_KEYS = {"modalities", "input_audio_format", "output_audio_format", "voice",
                       "turn_detection", "input_audio_transcription"}
 

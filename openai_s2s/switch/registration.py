@@ -112,8 +112,3 @@ def unregister() -> None:
             lib.switch_event_free_subclass_detailed(MODULE_NAME, subclass.encode())
         _state["registered"] = False
         log(INFO, "openai_s2s: API uuid_openai_s2s unregistered")
-
-
-def is_registered() -> bool:
-    return bool(_state["registered"])
-
