@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from openai_s2s.tools import install
+from openai_s2s.tools import doctor, install, paths
 
 VANILLA_MODULES = """<configuration name="modules.conf" description="Modules">
   <modules>
@@ -38,7 +38,7 @@ def tree(tmp_path):
     mod.mkdir()
     version = "%d.%d" % sys.version_info[:2]
     (mod / "mod_python3.so").write_bytes(b"\x7fELF...libpython" + version.encode() + b".so.1.0\x00...")
-    return install.Paths(conf_dir=conf, script_dir=tmp_path / "scripts", mod_dir=mod,
+    return paths.Paths(conf_dir=conf, script_dir=tmp_path / "scripts", mod_dir=mod,
                          fs_cli=tmp_path / "no-fs_cli", python=Path(sys.executable), target=tmp_path / "lib")
 
 
@@ -52,9 +52,9 @@ def test_install_places_files_and_edits_vanilla_conf(tree):
     done = apply(install.plan_install(tree, pip=False, dialplan=True))
     autoload = tree.conf_dir / "autoload_configs"
     modules = (autoload / "modules.conf.xml").read_text()
-    assert install.loads_mod_python3(modules) and '<load module="mod_console"/>' in modules
+    assert paths.loads_mod_python3(modules) and '<load module="mod_console"/>' in modules
     assert (autoload / "modules.conf.xml.orig-openai_s2s").read_text() == VANILLA_MODULES
-    assert install.startup_script((autoload / "python.conf.xml").read_text()) == "openai_s2s_boot"
+    assert paths.startup_script((autoload / "python.conf.xml").read_text()) == "openai_s2s_boot"
     assert (autoload / "openai_s2s.conf.xml").read_text().startswith('<configuration name="openai_s2s.conf"')
     assert (tree.conf_dir / "openai_s2s").is_dir()
     assert (tree.conf_dir / "dialplan" / "default" / "openai_s2s_agent.xml").exists()
@@ -88,7 +88,7 @@ def test_an_unrelated_startup_script_is_kept(tree):
                                                   '<param name="startup-script" value="my_own"/>'))
     apply(install.plan_install(tree, pip=False))
     text = python_conf.read_text()
-    assert 'value="my_own"' in text and install.startup_script(text) == "openai_s2s_boot"
+    assert 'value="my_own"' in text and paths.startup_script(text) == "openai_s2s_boot"
 
 
 def statuses(checks):
@@ -96,7 +96,7 @@ def statuses(checks):
 
 
 def test_doctor_names_what_is_missing_before_install(tree):
-    checks = install.doctor(tree)
+    checks = doctor.doctor(tree)
     failed = [what for status, what, _ in checks if status == "FAIL"]
     assert any("does not load mod_python3" in f for f in failed)
     assert any("no startup-script" in f for f in failed)
@@ -107,7 +107,7 @@ def test_doctor_names_what_is_missing_before_install(tree):
 
 def test_doctor_after_install(tree):
     apply(install.plan_install(tree, pip=False))
-    checks = install.doctor(tree)
+    checks = doctor.doctor(tree)
     failed = [what for status, what, _ in checks if status == "FAIL"]
     # everything but the imports (no pip run, and no switch to provide `freeswitch`)
     assert len(failed) == 1 and "cannot import" in failed[0], checks
@@ -116,5 +116,15 @@ def test_doctor_after_install(tree):
 
 def test_doctor_catches_a_python_mismatch(tree):
     (tree.mod_dir / "mod_python3.so").write_bytes(b"libpython3.2.so.1.0")
-    checks = install.doctor(tree)
+    checks = doctor.doctor(tree)
     assert any(status == "FAIL" and "embeds Python 3.2" in what for status, what, _ in checks)
+
+
+def test_the_boot_shim_runs_and_puts_its_library_first(tmp_path, monkeypatch):
+    """The shim is what mod_python3 runs at startup: it must be valid Python that puts the
+    target directory on sys.path and hands the entry points to the package."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    namespace = {}
+    exec(compile(install.SHIM.format(target=str(tmp_path)), "openai_s2s_boot.py", "exec"), namespace)
+    assert sys.path[0] == str(tmp_path)
+    assert all(callable(namespace[name]) for name in ("runtime", "fsapi", "handler"))
