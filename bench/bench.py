@@ -3,7 +3,7 @@
     python3 bench/bench.py --calls 1,25,50,100 --seconds 20 --out bench.json [--compare old.json]
 
 Starts the local Realtime server (its own process) and a FreeSWITCH from the tests'
-minimal configuration (tests/realswitch.py), places N loopback calls whose caller leg
+minimal configuration (openai_s2s/tools/testswitch.py), places N loopback calls whose caller leg
 plays speech-like audio in a loop (2 s talk, 3 s pause) while the server answers each turn
 with streamed audio, and reports per N: switch CPU per call and the module's share of it,
 media lateness (gap between WRITE_REPLACE callbacks), uplink and downlink latency,
@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,51 +27,12 @@ from typing import Dict, List, Optional
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
-import realswitch  # noqa: E402
+from openai_s2s.media.meters import quantile  # noqa: E402
+from openai_s2s.tools import testswitch as realswitch  # noqa: E402
 
 KEY = "sk-bench-0123456789"
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-class Esl:
-    """The smallest inbound ESL client: auth, then blocking `api` commands."""
-
-    def __init__(self, port: int, password: str):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.buf = b""
-        self._message()
-        self.sock.sendall(f"auth {password}\n\n".encode())
-        reply = self._message()[0]
-        if "+OK" not in reply.get("Reply-Text", ""):
-            raise RuntimeError(f"ESL auth failed: {reply}")
-
-    def _read_until(self, marker: bytes) -> bytes:
-        while marker not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("ESL closed")
-            self.buf += chunk
-        head, self.buf = self.buf.split(marker, 1)
-        return head
-
-    def _message(self):
-        head = self._read_until(b"\n\n").decode()
-        headers = dict(line.split(": ", 1) for line in head.splitlines() if ": " in line)
-        body = b""
-        length = int(headers.get("Content-Length", 0))
-        while len(self.buf) < length:
-            self.buf += self.sock.recv(65536)
-        body, self.buf = self.buf[:length], self.buf[length:]
-        return headers, body.decode(errors="replace")
-
-    def api(self, command: str) -> str:
-        self.sock.sendall(f"api {command}\n\n".encode())
-        while True:
-            headers, body = self._message()
-            if headers.get("Content-Type") == "api/response":
-                return body.strip()
 
 
 BUSY_MODULE = """
@@ -182,19 +142,18 @@ def established_to(port: int) -> int:
     return len(out.splitlines())
 
 
-def status_of(esl: Esl, uuid: str) -> Optional[dict]:
+def status_of(esl: realswitch.Esl, uuid: str) -> Optional[dict]:
     reply = esl.api(f"uuid_openai_s2s {uuid} status")
     return json.loads(reply[4:]) if reply.startswith("+OK") else None
 
 
-def pct(values: List[float], q: float) -> Optional[float]:
-    values = sorted(v for v in values if v is not None)
-    if not values:
-        return None
-    return round(values[min(len(values) - 1, int(q * len(values)))], 2)
+def pct(values: List[Optional[float]], q: float) -> Optional[float]:
+    """The q-quantile of the calls' figures that exist, as status reports one call's."""
+    found = quantile([v for v in values if v is not None], q)
+    return None if found is None else round(found, 2)
 
 
-def run_n(fs: realswitch.RealSwitch, esl: Esl, server_url: str, n: int, seconds: float, fmt: str,
+def run_n(fs: realswitch.RealSwitch, esl: realswitch.Esl, server_url: str, n: int, seconds: float, fmt: str,
           talk: Path, warmup: float, server_pid: int, impl: str = "python", generation: str = "ga",
           busy_threads: int = 0, media: str = "bug", ca_file: Optional[str] = None) -> Dict:
     """impl: "python" (this module), "original" (the C module) or "none" (the same calls with
@@ -491,7 +450,7 @@ def main() -> int:
         deadline = time.monotonic() + 30
         while "uuid_openai_s2s" not in fs.cli("show api uuid_openai_s2s") and time.monotonic() < deadline:
             time.sleep(0.2)
-        esl = Esl(fs.esl_port, realswitch.PASSWORD)
+        esl = realswitch.Esl(fs.esl_port, realswitch.PASSWORD)
         esl.api("log 4")   # keep the switch's own logging out of the measurement
         for n in [int(c) for c in args.calls.split(",")]:
             row = run_n(fs, esl, f"{scheme}://127.0.0.1:{port}", n, args.seconds, args.format, talk,

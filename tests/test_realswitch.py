@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 import pytest
 
-import realswitch
+from openai_s2s.tools import testswitch as realswitch
 from engine_harness import dominant_freq, loud
 
 REASON = realswitch.missing_reason()

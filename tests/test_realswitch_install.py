@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-import realswitch
+from openai_s2s.tools import testswitch as realswitch
 
 REASON = realswitch.missing_reason()
 pytestmark = [pytest.mark.realswitch, pytest.mark.skipif(REASON is not None, reason=str(REASON))]

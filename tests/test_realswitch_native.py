@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-import realswitch
+from openai_s2s.tools import testswitch as realswitch
 from openai_s2s import native
 
 REASON = realswitch.missing_reason()

@@ -4,14 +4,16 @@ from __future__ import annotations
 import time
 from typing import Any, Deque, Dict, Optional
 
+from ..media.meters import quantile
+
 
 def percentiles(samples: "Deque[float]") -> Dict[str, Optional[float]]:
     """p50 and p99 in ms of samples in seconds, and how many there were."""
-    values = sorted(samples)
+    values = list(samples)
     if not values:
         return {"p50": None, "p99": None, "n": 0}
-    pick = lambda q: round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 2)  # noqa: E731
-    return {"p50": pick(0.5), "p99": pick(0.99), "n": len(values)}
+    return {"p50": round(quantile(values, 0.5) * 1000, 2), "p99": round(quantile(values, 0.99) * 1000, 2),
+            "n": len(values)}
 
 
 def session_status(session: Any) -> Dict[str, Any]:

@@ -1,11 +1,11 @@
-"""Media lateness: the time between consecutive frames a call hands the switch.
+"""Media lateness (the time between consecutive frames a call hands the switch), and quantiles.
 
 A frame is due every ptime (20 ms); a gap over 40 ms means a frame came more than 20 ms late
 (the targets: no gap over 40 ms). Kept as a 1 ms histogram so the media thread only increments a counter.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 LATE_GAP = 0.04
 
@@ -47,3 +47,11 @@ def histogram_quantile(histogram: List[int], q: float) -> Optional[int]:
         if seen >= rank:
             return ms
     return len(histogram) - 1
+
+
+def quantile(values: Sequence[float], q: float) -> Optional[float]:
+    """The q-quantile of ``values`` by rank (the value at index q*n, the largest for q=1)."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]

@@ -1,4 +1,5 @@
-"""A real FreeSWITCH for the real-switch tests, started from the project's freeswitch_conf.
+"""A real FreeSWITCH for the real-switch tests and the benchmark, started from the project's
+freeswitch_conf (a checkout's: it needs the repository, as the tests do).
 
 It writes a minimal configuration of its own around the project's conf files
 (loopback only, no SIP profiles, no stun, no default_password sleep), starts
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 from typing import List, Dict, Optional
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]   # the checkout: openai_s2s/tools/ -> the repository
 MODULES = ["mod_console", "mod_logfile", "mod_event_socket", "mod_commands", "mod_dptools",
            "mod_dialplan_xml", "mod_loopback", "mod_sndfile", "mod_tone_stream", "mod_python3"]
 PASSWORD = "ClueCon"
@@ -249,3 +250,42 @@ class RealSwitch:
             return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+
+
+class Esl:
+    """The smallest inbound ESL client: auth, then blocking `api` commands."""
+
+    def __init__(self, port: int, password: str):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.buf = b""
+        self._message()
+        self.sock.sendall(f"auth {password}\n\n".encode())
+        reply = self._message()[0]
+        if "+OK" not in reply.get("Reply-Text", ""):
+            raise RuntimeError(f"ESL auth failed: {reply}")
+
+    def _read_until(self, marker: bytes) -> bytes:
+        while marker not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("ESL closed")
+            self.buf += chunk
+        head, self.buf = self.buf.split(marker, 1)
+        return head
+
+    def _message(self):
+        head = self._read_until(b"\n\n").decode()
+        headers = dict(line.split(": ", 1) for line in head.splitlines() if ": " in line)
+        body = b""
+        length = int(headers.get("Content-Length", 0))
+        while len(self.buf) < length:
+            self.buf += self.sock.recv(65536)
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return headers, body.decode(errors="replace")
+
+    def api(self, command: str) -> str:
+        self.sock.sendall(f"api {command}\n\n".encode())
+        while True:
+            headers, body = self._message()
+            if headers.get("Content-Type") == "api/response":
+                return body.strip()
