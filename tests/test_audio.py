@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -116,3 +118,15 @@ def test_other_ratios_and_named_converters_use_libsamplerate():
     assert Resampler(16000, 24000)._thirds is None and Resampler(16000, 24000)._converter is not None
     assert Resampler(8000, 24000, "sinc_fastest")._thirds is None
     assert Resampler(8000, 24000)._thirds is not None
+
+
+def test_g711_is_bit_exact_with_audioop_for_every_sample_and_code():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        audioop = pytest.importorskip("audioop", reason="audioop is gone from this Python (3.13+)")
+    every_sample = np.arange(-32768, 32768, dtype="<i2").tobytes()
+    every_code = bytes(range(256))
+    assert g711.ulaw_encode(every_sample) == audioop.lin2ulaw(every_sample, 2)
+    assert g711.alaw_encode(every_sample) == audioop.lin2alaw(every_sample, 2)
+    assert g711.ulaw_decode(every_code) == audioop.ulaw2lin(every_code, 2)
+    assert g711.alaw_decode(every_code) == audioop.alaw2lin(every_code, 2)

@@ -24,8 +24,9 @@ class ThirdsResampler:
     """Up or down by exactly 3 (8 <-> 24 kHz, 16 <-> 48 kHz) with one FIR, streaming.
 
     The by-3 ratio of telephone audio to the Realtime API's 24 kHz makes a polyphase FIR
-    (three short convolutions up, one strided convolution down) about twice as cheap as
-    libsamplerate's arbitrary-ratio sinc_medium at the same in-band quality."""
+    (three short convolutions up, one strided convolution down) cheaper than libsamplerate's
+    arbitrary-ratio sinc_medium at a better in-band quality: measured per 20 ms frame, 26.8 us
+    against 93.7 us up (8 to 24 kHz) and 19.0 us against 84.3 us down (docs/design.md)."""
 
     def __init__(self, up: bool, taps: np.ndarray = THIRDS_FILTER):
         self.up = up
