@@ -138,3 +138,11 @@ def test_a_peer_that_never_reads_times_out_instead_of_blocking_forever():
     finally:
         a.close()
         b.close()
+
+
+def test_a_fragment_has_fin_clear_and_its_continuation_sets_it():
+    key = b"\x01\x02\x03\x04"
+    first = frames.client_frame(b"hello ", key, frames.OPCODE_TEXT, fin=False)
+    last = frames.client_frame(b"world", key, frames.OPCODE_CONTINUATION)
+    assert first[0] == 0x01 and last[0] == 0x80
+    assert frames.mask(key, first[6:]) == b"hello " and frames.mask(key, last[6:]) == b"world"

@@ -40,6 +40,7 @@ def session_status(session: Any) -> Dict[str, Any]:
             "frames_after_barge_in": playout.frames_after_flush,
             # the uplink's backlog, and whether it waits for the server to read
             "uplink_queued": len(uplink.queue), "uplink_waiting_for_room": uplink.pending is not None,
+            "uplink_fragments": uplink.fragments,
         },
         "latency_ms": {"uplink": percentiles(uplink.latency),
                        "downlink": percentiles(playout.latencies),

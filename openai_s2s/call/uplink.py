@@ -5,6 +5,13 @@ written to the websocket by the shared pump (:mod:`openai_s2s.call.pump`).
 
 The media thread only appends to a deque: no lock, no wake-up. Everything else here runs on the
 pump's thread.
+
+A frame goes out only when the socket has room for all of it, so the shared pump never waits on
+one call's socket. A client event larger than the room (on a real path the room is about half
+of a 70 KB send buffer, and a session.update with long instructions or many tools is larger)
+goes out as a fragmented message (RFC 6455 5.4): a fragment of what fits each time there is
+room, then the final continuation frame. Nothing else of the call's is sent in between but the
+pump's pings and websocket-client's pongs and close, control frames that the RFC allows there.
 """
 from __future__ import annotations
 
@@ -17,10 +24,11 @@ import websocket
 
 from ..media.codec import UplinkEncoder
 from ..media.formats import AudioFormat
-from ..realtime.frames import OPCODE_PING, FrameWriter
+from ..realtime.frames import MAX_OVERHEAD, OPCODE_CONTINUATION, OPCODE_PING, OPCODE_TEXT, FrameWriter
 from ..realtime.transport import send_room
 
 _APPEND_HEAD = b'{"type":"input_audio_buffer.append","audio":"'
+MIN_FRAGMENT = 1024   # a fragment carries at least this much (or the rest): fewer, larger frames
 Pending = Tuple[bytes, Optional[float], int]   # a frame's payload, capture time of its audio, audio bytes
 
 
@@ -46,6 +54,8 @@ class UplinkSender:
         self._chunk_bytes = 0
         self._chunk_started = 0.0
         self.pending: Optional[Pending] = None    # a frame waiting for room in the socket
+        self._fragmented = False   # the pending message's first fragment has gone out
+        self.fragments = 0
         # Room known to be left in the socket. It only understates (the peer's acks free more),
         # so the kernel is asked again only when a frame does not fit: asking costs two
         # syscalls, and fcntl.ioctl gives the GIL up around its own.
@@ -110,11 +120,8 @@ class UplinkSender:
         self._failed(exc)
 
     def _send_queued(self, ws: websocket.WebSocket, writer: FrameWriter) -> None:
-        if self.pending is not None:
-            if not self._fits(ws, len(self.pending[0])):
-                return
-            item, self.pending = self.pending, None
-            self._room -= self._send_now(writer, *item)
+        if self.pending is not None and not self._send_pending(ws, writer):
+            return
         queue = self.queue
         for _ in range(len(queue)):    # what is there now: the media thread keeps appending
             stamp, payload = queue.popleft()
@@ -138,8 +145,34 @@ class UplinkSender:
                 item = (payload, None, 0)
             if not self._fits(ws, len(item[0])):
                 self.pending = item
-                break
+                if not self._send_pending(ws, writer):
+                    break
+                continue
             self._room -= self._send_now(writer, *item)
+
+    def _send_pending(self, ws: websocket.WebSocket, writer: FrameWriter) -> bool:
+        """The pending frame whole if it fits now, else the next fragment that does; True
+        once all of it is out."""
+        data, started, audio = self.pending
+        if self._fits(ws, len(data)):
+            self.pending = None
+            if self._fragmented:
+                self._fragmented = False
+                self._room -= writer.send(data, OPCODE_CONTINUATION)
+                self._count(started, audio)
+            else:
+                self._room -= self._send_now(writer, data, started, audio)
+            return True
+        size = self._room - MAX_OVERHEAD
+        if size < MIN_FRAGMENT:
+            return False
+        view = memoryview(data)
+        self._room -= writer.send(view[:size], OPCODE_CONTINUATION if self._fragmented else OPCODE_TEXT,
+                                  fin=False)
+        self._fragmented = True
+        self.fragments += 1
+        self.pending = (view[size:], started, audio)
+        return False
 
     def _fits(self, ws: websocket.WebSocket, size: int) -> bool:
         if size > self._room:
@@ -155,10 +188,13 @@ class UplinkSender:
 
     def _send_now(self, writer: FrameWriter, data: bytes, started: Optional[float], audio: int) -> int:
         size = writer.send(data)
+        self._count(started, audio)
+        return size
+
+    def _count(self, started: Optional[float], audio: int) -> None:
         if started is None:
             self.events_out += 1
         else:
             self.latency.append(time.monotonic() - started)
             self.appends += 1
             self.bytes_up += audio
-        return size

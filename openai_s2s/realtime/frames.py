@@ -27,8 +27,10 @@ from typing import Any, Optional
 
 from .. import native
 
+OPCODE_CONTINUATION = 0x0
 OPCODE_TEXT = 0x1
 OPCODE_PING = 0x9
+MAX_OVERHEAD = 14   # the longest client frame header: 2 + 8 length + 4 mask key
 MSG_DONTWAIT = 0x40
 MSG_NOSIGNAL = 0x4000
 _KEYS = 1024
@@ -61,15 +63,16 @@ def mask(key: bytes, data: bytes) -> bytes:
     return (int.from_bytes(data, "little") ^ int.from_bytes(stream[:n], "little")).to_bytes(n, "little")
 
 
-def client_frame(payload: bytes, key: bytes, opcode: int = OPCODE_TEXT) -> bytes:
-    """One final, masked client frame."""
+def client_frame(payload: bytes, key: bytes, opcode: int = OPCODE_TEXT, fin: bool = True) -> bytes:
+    """One masked client frame; ``fin=False`` for a fragment a continuation frame will follow."""
     n = len(payload)
+    first = (0x80 if fin else 0) | opcode
     if n < 126:
-        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+        head = struct.pack("!BB", first, 0x80 | n)
     elif n < 1 << 16:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+        head = struct.pack("!BBH", first, 0x80 | 126, n)
     else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+        head = struct.pack("!BBQ", first, 0x80 | 127, n)
     return head + key + mask(key, payload)
 
 
@@ -84,9 +87,9 @@ class FrameWriter:
         self.raw = (_libc_send is not None and isinstance(sock, socket.socket)
                     and not isinstance(sock, ssl.SSLSocket))
 
-    def send(self, payload: bytes, opcode: int = OPCODE_TEXT) -> int:
+    def send(self, payload: bytes, opcode: int = OPCODE_TEXT, fin: bool = True) -> int:
         """Write one frame whole; returns its size on the wire. Raises OSError if the socket fails."""
-        data = client_frame(payload, self.keys.take(), opcode)
+        data = client_frame(payload, self.keys.take(), opcode, fin)
         if not self.raw:
             self._finish(memoryview(data))
             return len(data)
