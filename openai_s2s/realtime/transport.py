@@ -17,6 +17,7 @@ import ssl
 import struct
 import termios
 from typing import Any, Callable, Dict, Optional
+from urllib.parse import urlsplit
 
 import websocket
 
@@ -40,9 +41,12 @@ def open_websocket(endpoint: Endpoint, options: Dict[str, Any]) -> websocket.Web
                   "cert_reqs": ctx.verify_mode}
     ws = websocket.WebSocket(sslopt=sslopt, enable_multithread=True, skip_utf8_validation=True)
     try:
+        # No redirect is followed: websocket-client would send the key's header to wherever
+        # the Location points, from wss:// down to ws:// too.
         ws.connect(endpoint.url, header=list(endpoint.headers),
                    timeout=float(options.get("connect_timeout", 10.0)),
-                   suppress_origin=True, http_no_proxy=["*"])
+                   suppress_origin=True, http_no_proxy=["*"], redirect_limit=0)
+        _refuse_redirect(ws)
     except websocket.WebSocketBadStatusException as exc:
         raise ConnectError(f"http {exc.status_code}") from None
     except socket.gaierror as exc:
@@ -60,10 +64,36 @@ def open_websocket(endpoint: Endpoint, options: Dict[str, Any]) -> websocket.Web
     except OSError as exc:
         raise ConnectError(f"network: {exc.strerror or exc}") from None
     except websocket.WebSocketException as exc:
+        _refuse_redirect(ws)   # websocket-client 1.7+ raises once the redirect limit is reached
         raise ConnectError(f"websocket: {exc}") from None
     ws.settimeout(float(options.get("send_timeout", 5.0)))
     ws.s2s_watch = read_ahead(ws)
     return ws
+
+
+_REDIRECTS = (301, 302, 303, 307, 308)
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]")
+
+
+def _refuse_redirect(ws: websocket.WebSocket) -> None:
+    """Raise ConnectError if the handshake's answer was a redirect (websocket-client before 1.7
+    reports one as connected when told to follow none)."""
+    response = getattr(ws, "handshake_response", None)
+    status = getattr(response, "status", None)
+    if status not in _REDIRECTS:
+        return
+    try:
+        ws.shutdown()
+    except Exception:
+        pass
+    location = (getattr(response, "headers", None) or {}).get("location") or ""
+    try:
+        host = urlsplit(location).hostname or ""
+    except ValueError:
+        host = ""
+    if not host or not _HOST_CHARS.issuperset(host) or len(host) > 253:
+        host = "an invalid location"
+    raise ConnectError(f"http {status} redirect to {host} refused")
 
 
 READ_AHEAD = 16384
