@@ -155,7 +155,7 @@ def pct(values: List[Optional[float]], q: float) -> Optional[float]:
 
 def run_n(fs: realswitch.RealSwitch, esl: realswitch.Esl, server_url: str, n: int, seconds: float, fmt: str,
           talk: Path, warmup: float, server_pid: int, impl: str = "python", generation: str = "ga",
-          busy_threads: int = 0, media: str = "bug", ca_file: Optional[str] = None) -> Dict:
+          busy_threads: int = 0, media: str = "bug") -> Dict:
     """impl: "python" (this module), "original" (the C module) or "none" (the same calls with
     no session: the harness's own cost, to subtract)."""
     pid = fs.pid
@@ -178,8 +178,6 @@ def run_n(fs: realswitch.RealSwitch, esl: realswitch.Esl, server_url: str, n: in
             continue
         if python and generation == "beta":
             esl.api(f"uuid_setvar {b} openai_s2s_protocol beta")
-        if python and ca_file:
-            esl.api(f"uuid_setvar {b} openai_s2s_tls_ca_file {ca_file}")
         reply = esl.api(f"uuid_openai_s2s {b} session.create {server_url} {PATH} bearer {KEY}")
         failed += not reply.startswith("+OK")
         if os.environ.get("BENCH_DEBUG"):
@@ -444,6 +442,8 @@ def main() -> int:
     rows = []
     try:
         fs.write_conf()
+        if cert:
+            fs.set_module_params(tls_ca_file=str(cert))   # TLS options are the config file's alone
         (fs.workdir / "scripts" / "openai_s2s_bench_busy.py").write_text(BUSY_MODULE)
         (fs.workdir / "scripts" / "openai_s2s_bench_trim.py").write_text(TRIM_MODULE)
         fs.start(write_conf=False)
@@ -454,8 +454,7 @@ def main() -> int:
         esl.api("log 4")   # keep the switch's own logging out of the measurement
         for n in [int(c) for c in args.calls.split(",")]:
             row = run_n(fs, esl, f"{scheme}://127.0.0.1:{port}", n, args.seconds, args.format, talk,
-                        args.warmup, server.pid, args.impl, args.generation, args.busy_threads, args.media,
-                        ca_file=str(cert) if cert else None)
+                        args.warmup, server.pid, args.impl, args.generation, args.busy_threads, args.media)
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:

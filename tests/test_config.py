@@ -1,7 +1,7 @@
 import pytest
 
 from openai_s2s.control import config
-from openai_s2s.realtime.endpoint import build_endpoint, tls_context
+from openai_s2s.realtime.endpoint import build_endpoint, key_refusal, tls_context
 
 CONF = """<configuration name="openai_s2s.conf" description="x">
   <settings>
@@ -38,7 +38,7 @@ def test_channel_variables_override_the_file_except_file_only_options():
 @pytest.mark.parametrize("name,value", [
     ("openai_s2s_chunk_ms", "5"), ("openai_s2s_chunk_ms", "abc"),
     ("openai_s2s_headers", "[1]"), ("openai_s2s_headers", '{"A\\r\\nB": "x"}'),
-    ("openai_s2s_protocol", "gamma"), ("openai_s2s_tls_verify", "sometimes"),
+    ("openai_s2s_protocol", "gamma"), ("openai_s2s_hold_response_create", "sometimes"),
 ])
 def test_bad_channel_variable_is_a_clear_error(name, value):
     with pytest.raises(config.ConfigError, match=name):
@@ -95,3 +95,46 @@ def test_tls_verification_is_on_by_default_and_can_be_relaxed():
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
     assert not tls_context({"tls_verify_hostname": False}).check_hostname
     assert tls_context({"tls_verify": False}).verify_mode == ssl.CERT_NONE
+
+
+@pytest.mark.parametrize("name,value", [
+    ("openai_s2s_tls_verify", "false"), ("openai_s2s_tls_verify_hostname", "false"),
+    ("openai_s2s_tls_ca_file", "/tmp/evil.pem"), ("openai_s2s_tls_cert_file", "/etc/shadow"),
+    ("openai_s2s_tls_key_file", "/etc/shadow"), ("openai_s2s_key_hosts", "evil.example"),
+    ("openai_s2s_key_over_ws", "true"), ("openai_s2s_instructions_dir", "/"),
+])
+def test_security_options_are_the_config_files_alone(name, value):
+    """A dialplan or ESL client must not turn verification off, choose what files TLS reads, or
+    widen where a key goes: these come from openai_s2s.conf.xml only."""
+    option = name[len("openai_s2s_"):]
+    assert config.Settings().for_call({name: value}.get)[option] == config.Settings().values[option]
+    xml = f'<configuration name="openai_s2s.conf"><settings><param name="{option.replace("_", "-")}" value="{value}"/></settings></configuration>'
+    assert config.Settings.from_xml(xml).values[option] != config.Settings().values[option]
+
+
+@pytest.mark.parametrize("url,from_command,refused", [
+    ("wss://api.openai.com/v1/realtime", False, False),
+    ("wss://acme.openai.azure.com/openai/realtime", False, False),
+    ("wss://openai.azure.com.evil.example/x", False, True),
+    ("wss://evilopenai.azure.com/x", False, True),
+    ("wss://evil.example/v1/realtime", False, True),
+    ("wss://evil.example/v1/realtime", True, False),
+    ("ws://127.0.0.1:8765/v1/realtime", False, False),
+    ("ws://127.9.9.9:8765/v1/realtime", False, False),
+    ("ws://[::1]:8765/v1/realtime", False, False),
+    ("ws://localhost:8765/v1/realtime", False, False),
+    ("ws://api.openai.com/v1/realtime", False, True),
+    ("ws://10.0.0.5:8765/v1/realtime", True, True),
+])
+def test_where_a_key_may_go(url, from_command, refused):
+    hosts = config.Settings().values["key_hosts"]
+    assert (key_refusal(url, hosts, False, from_command) is not None) == refused
+
+
+def test_key_over_ws_and_key_hosts_widen_it_from_the_config_file():
+    settings = config.Settings({"key_hosts": "gw.example, *.corp.example", "key_over_ws": "true"})
+    hosts = settings.values["key_hosts"]
+    assert key_refusal("ws://gw.example/v1/realtime", hosts, True, False) is None
+    assert key_refusal("wss://a.corp.example/x", hosts, True, False) is None
+    assert key_refusal("wss://api.openai.com/x", hosts, True, False) is not None
+    assert config.Settings({"key_hosts": "bad host!"}).warnings

@@ -40,3 +40,25 @@ def test_a_redirect_location_with_control_bytes_is_not_echoed(h):
         h.call("u-redir2")
         h.create("u-redir2", host=srv.url)
         assert connect_failed(h, "u-redir2") == "http 307 redirect to an invalid location refused"
+
+
+def test_a_configured_key_goes_only_to_the_allowed_hosts(h, monkeypatch):
+    """Refused before any connection is tried: nothing is created, no event fires."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    h.call("u-keyhost")
+    reply = h.create("u-keyhost", host="wss://realtime.evil.example", key=None)
+    assert reply.startswith("-ERR the configured API key is not sent to realtime.evil.example")
+    h.call("u-keyvar", openai_s2s_api_key=KEY)
+    assert h.create("u-keyvar", host="evil.example", key=None).startswith("-ERR the configured API key")
+    assert h.api("u-keyhost status").startswith("-ERR no openai_s2s session")
+    assert h.switch.events == []
+    # given on the command line, it goes where the command says (here: a refusing local port)
+    assert h.create("u-keyhost", host="wss://127.0.0.1:1", key=KEY).startswith("+OK")
+
+
+def test_no_key_in_clear_text_off_this_machine(h):
+    h.call("u-plain")
+    reply = h.create("u-plain", host="ws://192.0.2.10:8765", key=KEY)
+    assert reply == ("-ERR refusing to send an API key over plain ws:// to 192.0.2.10 "
+                     "(key-over-ws in openai_s2s.conf.xml allows it)")
+    assert h.switch.events == []

@@ -33,17 +33,26 @@ def tls_server(cert):
         yield server
 
 
-@pytest.mark.parametrize("variables,outcome", [
-    ({}, "tls: self-signed certificate"),
-    ({"openai_s2s_tls_ca_file": "CERT"}, "connect"),
-    ({"openai_s2s_tls_verify": "false"}, "connect"),
-    ({"openai_s2s_tls_ca_file": "CERT", "openai_s2s_tls_verify_hostname": "true"}, "connect"),
+def conf(**params: str) -> str:
+    """openai_s2s.conf.xml with these settings: the TLS options are the config file's alone."""
+    lines = "".join(f'<param name="{k.replace("_", "-")}" value="{v}"/>' for k, v in params.items())
+    return f'<configuration name="openai_s2s.conf"><settings>{lines}</settings></configuration>'
+
+
+@pytest.mark.parametrize("settings,variables,outcome", [
+    ({}, {}, "tls: self-signed certificate"),
+    ({"tls_ca_file": "CERT"}, {}, "connect"),
+    ({"tls_verify": "false"}, {}, "connect"),
+    ({"tls_ca_file": "CERT", "tls_verify_hostname": "true"}, {}, "connect"),
+    # a channel variable cannot turn verification off or choose the CA
+    ({}, {"openai_s2s_tls_verify": "false"}, "tls: self-signed certificate"),
+    ({}, {"openai_s2s_tls_ca_file": "CERT"}, "tls: self-signed certificate"),
 ])
-def test_certificate_verification_and_private_ca(tls_server, cert, variables, outcome):
-    h = Harness(tls_server)
+def test_certificate_verification_and_private_ca(tls_server, cert, settings, variables, outcome):
+    fill = lambda d: {k: (cert[0] if v == "CERT" else v) for k, v in d.items()}  # noqa: E731
+    h = Harness(tls_server, config_xml=conf(**fill(settings)))
     try:
-        variables = {k: (cert[0] if v == "CERT" else v) for k, v in variables.items()}
-        h.call("u-tls", **variables)
+        h.call("u-tls", **fill(variables))
         assert h.create("u-tls").startswith("+OK connecting to wss://")
         if outcome == "connect":
             assert h.connected("u-tls")
@@ -64,17 +73,19 @@ def test_hostname_check_can_be_turned_off(cert, tmp_path):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(str(other), str(key))
     with LocalRealtimeServer(api_key=KEY, ssl_context=context) as server:
-        h = Harness(server)
-        try:
-            h.call("u-h1", openai_s2s_tls_ca_file=str(other))
-            h.create("u-h1")
-            _, body = h.switch.wait_event("openai_s2s::connect_failed", timeout=10)
-            assert orjson.loads(body)["reason"].startswith("tls:")
-            h.call("u-h2", openai_s2s_tls_ca_file=str(other), openai_s2s_tls_verify_hostname="false")
-            h.create("u-h2")
-            assert h.connected("u-h2")
-        finally:
-            h.finish()
+        for settings, outcome in (({"tls_ca_file": str(other)}, "tls:"),
+                                  ({"tls_ca_file": str(other), "tls_verify_hostname": "false"}, None)):
+            h = Harness(server, config_xml=conf(**settings))
+            try:
+                h.call("u-h")
+                h.create("u-h")
+                if outcome is None:
+                    assert h.connected("u-h")
+                else:
+                    _, body = h.switch.wait_event("openai_s2s::connect_failed", timeout=10)
+                    assert orjson.loads(body)["reason"].startswith(outcome)
+            finally:
+                h.finish()
 
 
 # -- the local server on its own -------------------------------------------------------------

@@ -18,7 +18,7 @@ from .. import process
 from ..call import registry
 from ..call.session import Session
 from ..log import DEBUG, ERR, INFO, add_secret, log
-from ..realtime.endpoint import AUTH_TYPES, build_endpoint
+from ..realtime.endpoint import AUTH_TYPES, build_endpoint, key_refusal
 from ..realtime.protocol import BETA, ClientEventError, generation_for_path
 from . import config
 
@@ -128,7 +128,8 @@ def _create(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) ->
         if unicast_media is None:
             raise CommandError("media=unicast is not available on this switch")
         call = unicast_media()
-    api_key = args[3] if len(args) == 4 else (
+    from_command = len(args) == 4
+    api_key = args[3] if from_command else (
         call.variable(config.VAR_PREFIX + "api_key") or options["api_key"]
         or config.key_from_environment())
     if not api_key:
@@ -141,6 +142,9 @@ def _create(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) ->
                                   extra_headers=options["headers"])
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    refusal = key_refusal(endpoint.url, options["key_hosts"], options["key_over_ws"], from_command)
+    if refusal:
+        raise CommandError(refusal)
     process.first_session()
     session = Session(switch, call, endpoint, options, generation)
     if not registry.add(uuid, session):

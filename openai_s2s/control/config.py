@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import xml.etree.ElementTree as ET
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 VAR_PREFIX = "openai_s2s_"
 KEY_ENV_VARS = ("OPENAI_S2S_API_KEY", "OPENAI_API_KEY")
@@ -61,6 +61,15 @@ def _headers(text: str) -> Dict[str, str]:
     return value
 
 
+def _host_patterns(text: str) -> Tuple[str, ...]:
+    patterns = tuple(p.strip().lower() for p in text.split(",") if p.strip())
+    for pattern in patterns:
+        name = pattern[2:] if pattern.startswith("*.") else pattern
+        if not name or not all(c.isalnum() or c in ".-:" for c in name):
+            raise ValueError(f"bad host pattern {pattern!r}")
+    return patterns
+
+
 def _text(text: str) -> Optional[str]:
     return text.strip() or None
 
@@ -85,11 +94,18 @@ OPTIONS = (
     Option("send_timeout", 5.0, _bounded(float, 0.5, 120),
            "seconds a blocked socket send may take before the session ends"),
     Option("headers", {}, _headers, "extra HTTP headers for the upgrade, as a JSON object"),
-    Option("tls_verify", True, _bool, "verify the server's certificate"),
-    Option("tls_verify_hostname", True, _bool, "check the certificate names the host"),
-    Option("tls_ca_file", None, _text, "CA bundle (PEM) for a private CA"),
-    Option("tls_cert_file", None, _text, "client certificate (PEM) for mutual TLS"),
-    Option("tls_key_file", None, _text, "client private key (PEM) for mutual TLS"),
+    Option("tls_verify", True, _bool, "verify the server's certificate", file_only=True),
+    Option("tls_verify_hostname", True, _bool, "check the certificate names the host", file_only=True),
+    Option("tls_ca_file", None, _text, "CA bundle (PEM) for a private CA", file_only=True),
+    Option("tls_cert_file", None, _text, "client certificate (PEM) for mutual TLS", file_only=True),
+    Option("tls_key_file", None, _text, "client private key (PEM) for mutual TLS", file_only=True),
+    Option("key_hosts", ("api.openai.com", "*.openai.azure.com", "loopback"), _host_patterns,
+           "hosts a key from the config, a channel variable or the environment may be sent to "
+           "(comma-separated; *.domain for its subdomains; loopback for 127.0.0.0/8, ::1 and "
+           "localhost); a key given on the command line goes where the command says",
+           file_only=True),
+    Option("key_over_ws", False, _bool,
+           "allow a key over plain ws:// to a host that is not loopback", file_only=True),
     Option("chunk_ms", 20, _bounded(int, 10, 500), "ms of caller audio per input_audio_buffer.append"),
     Option("hold_response_create", True, _bool,
            "hold a response.create sent before the first session.updated until it arrives"),

@@ -5,8 +5,9 @@ An :class:`Endpoint` holds the key; its ``display_url`` and ``repr`` never do.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import ssl
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import quote, urlsplit
 
 AUTH_TYPES = ("bearer", "query", "api-key")
@@ -67,3 +68,34 @@ def tls_context(options: Dict[str, Any]) -> ssl.SSLContext:
         ctx.load_cert_chain(options["tls_cert_file"], options.get("tls_key_file"))
     return ctx
 
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def key_refusal(url: str, patterns: Sequence[str], key_over_ws: bool,
+                from_command: bool) -> Optional[str]:
+    """Why a key must not go to ``url``, or None. A key the command itself gave goes where the
+    command says (but not in clear text off this machine); one from the config, a channel
+    variable or the environment only to the allowed hosts."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme == "ws" and not key_over_ws and not is_loopback(host):
+        return (f"refusing to send an API key over plain ws:// to {host} "
+                "(key-over-ws in openai_s2s.conf.xml allows it)")
+    if from_command:
+        return None
+    for pattern in patterns:
+        if pattern == "loopback" and is_loopback(host):
+            return None
+        if pattern.startswith("*.") and host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
+            return None
+        if host == pattern:
+            return None
+    return (f"the configured API key is not sent to {host}: give the key on the command line, "
+            "or add the host to key-hosts in openai_s2s.conf.xml")

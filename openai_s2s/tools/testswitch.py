@@ -173,6 +173,12 @@ class RealSwitch:
             inline = "\n".join(configs.values())
         (self.conf / "freeswitch.xml").write_text(_document(inline, self.dialplan))
 
+    def set_module_params(self, **params: str) -> None:
+        """Add settings to the written openai_s2s.conf.xml (names with dashes or underscores)."""
+        path = self.conf / "autoload_configs" / "openai_s2s.conf.xml"
+        lines = "".join(f'    <param name="{k.replace("_", "-")}" value="{v}"/>\n' for k, v in params.items())
+        path.write_text(path.read_text().replace("  </settings>", lines + "  </settings>", 1))
+
     def start(self, timeout: float = 60, write_conf: bool = True) -> None:
         if write_conf:
             self.write_conf()
