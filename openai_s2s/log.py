@@ -7,8 +7,10 @@ mistake. Without a switch, messages go to the standard ``logging`` module.
 from __future__ import annotations
 
 import logging
+import re
 import threading
-from typing import Callable, Optional
+import time
+from typing import Callable, Dict, Optional
 
 DEBUG, INFO, NOTICE, WARNING, ERR = "DEBUG", "INFO", "NOTICE", "WARNING", "ERR"
 _PY_LEVELS = {DEBUG: logging.DEBUG, INFO: logging.INFO, NOTICE: logging.INFO,
@@ -27,11 +29,20 @@ def add_secret(secret: Optional[str]) -> None:
             _secrets.add(secret)
 
 
+# OpenAI's keys (sk-..., sk-proj-...) and Azure's (32 hex digits), wherever they turn up
+_KEYISH = re.compile(r"\bsk-[A-Za-z0-9_-]{8,}|\b[0-9a-fA-F]{32}\b")
+
+
+def looks_like_key(text: str) -> bool:
+    return bool(_KEYISH.search(text))
+
+
 def redact(text: str) -> str:
+    """``text`` with every registered secret, and anything shaped like a key, as ***."""
     for secret in tuple(_secrets):
         if secret in text:
             text = text.replace(secret, "***")
-    return text
+    return _KEYISH.sub("***", text)
 
 
 def set_sink(sink: Optional[Callable[[str, str], None]]) -> None:
@@ -50,3 +61,31 @@ def log(level: str, message: str) -> None:
         except Exception:  # a broken sink must not break the caller
             pass
     _pylog.log(_PY_LEVELS.get(level, logging.INFO), message)
+
+
+class Folded:
+    """Warnings a peer can repeat at will, folded: the first of a kind goes out at once, then at
+    most one a second, carrying the count of those held back since. Kinds are a few fixed keys."""
+
+    def __init__(self, prefix: str, interval: float = 1.0):
+        self.prefix = prefix
+        self.interval = interval
+        self._last: Dict[str, float] = {}
+        self._held: Dict[str, int] = {}
+
+    def __call__(self, level: str, kind: str, message: str) -> None:
+        now = time.monotonic()
+        last = self._last.get(kind)
+        if last is not None and now - last < self.interval:
+            self._held[kind] = self._held.get(kind, 0) + 1
+            return
+        held = self._held.pop(kind, 0)
+        self._last[kind] = now
+        log(level, f"{self.prefix}{message}" + (f" (and {held} more like it since)" if held else ""))
+
+    def flush(self) -> None:
+        """Say what was held back and not yet told (at the end of a session)."""
+        for kind, held in list(self._held.items()):
+            if held:
+                log(WARNING, f"{self.prefix}{held} more {kind} warnings were folded")
+        self._held.clear()

@@ -138,3 +138,20 @@ def test_key_over_ws_and_key_hosts_widen_it_from_the_config_file():
     assert key_refusal("wss://a.corp.example/x", hosts, True, False) is None
     assert key_refusal("wss://api.openai.com/x", hosts, True, False) is not None
     assert config.Settings({"key_hosts": "bad host!"}).warnings
+
+
+@pytest.mark.parametrize("host,path,key,headers", [
+    ("api.openai.com\r\nX-Evil: 1", "v1/realtime", "sk-k", None),
+    ("api.openai.com", "v1/realtime?model=x\r\nX-Evil: 1", "sk-k", None),
+    ("api.openai.com", "v1/realtime x", "sk-k", None),
+    ("api.openai.com", "v1/realtime\x00", "sk-k", None),
+    ("api.openai.com", "v1/realtime", "sk-k\r\nX-Evil: 1", None),
+    ("api.openai.com", "v1/realtime", "sk-k\x00", None),
+    ("api.openai.com", "v1/realtime", "sk-k", {"X-A": "b\x00c"}),
+    ("api.openai.com", "v1/realtime", "sk-k", {"X-A\nB": "c"}),
+    ("ws://user:pw@127.0.0.1:9", "v1/realtime", "sk-k", None),
+    ("ws://127.0.0.1:99999", "v1/realtime", "sk-k", None),
+])
+def test_nothing_unsafe_reaches_the_upgrade_request(host, path, key, headers):
+    with pytest.raises(ValueError):
+        build_endpoint(host, path, "bearer", key, extra_headers=headers)

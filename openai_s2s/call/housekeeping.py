@@ -11,6 +11,7 @@ from ..log import WARNING, log
 from . import events
 
 TICK = 0.02          # seconds between checks (the pump itself runs every 10 ms)
+OVERRUN_EVERY = 1.0  # buffer_overrun at most this often per direction, with what it dropped since
 NO_WRITES_WARNING = 2.0
 
 
@@ -21,7 +22,8 @@ class Housekeeping:
         self._announced = False
         self._frames_seen = 0
         self._next = 0.0
-        self._overruns_reported = (0, 0)
+        self._overruns_reported = [0, 0]       # uplink frames, playout deltas
+        self._overruns_at = [float("-inf")] * 2
         self._writes_seen: Optional[int] = None
         self._writes_at = 0.0
         self._warned_no_writes = False
@@ -32,7 +34,7 @@ class Housekeeping:
             self._next = now + TICK
             self._check_writes(now)
             self._playback()
-            self._overruns()
+            self._overruns(now)
         # Silence from the server for two ping intervals (and a send timeout) ends the call;
         # a ping that found no room in the socket counts too.
         interval = float(session.options["ping_interval"])
@@ -51,8 +53,7 @@ class Housekeeping:
         fields: Dict[str, Any] = {"type": kind}
         if reason:
             fields["completion_reason"] = reason
-        session = self.session
-        events.fire(session.switch, events.SERVER_EVENT, session.uuid, orjson.dumps(fields))
+        self.session.fire(events.SERVER_EVENT, orjson.dumps(fields))
 
     def _playback(self) -> None:
         playout = self.session.playout
@@ -66,21 +67,19 @@ class Housekeeping:
                 self.playback_event("output_audio.playback_stopped", "completed")
             self._frames_seen = frames_out
 
-    def _overruns(self) -> None:
+    def _overruns(self, now: float) -> None:
         session = self.session
-        reported = (session.uplink.dropped, session.playout.overruns)
-        if reported == self._overruns_reported:
-            return
-        up = reported[0] - self._overruns_reported[0]
-        down = reported[1] - self._overruns_reported[1]
-        self._overruns_reported = reported
-        frame_ms = session.call.frame_samples * 1000 // session.call.rate
-        if up:
-            events.fire(session.switch, events.BUFFER_OVERRUN, session.uuid,
-                        events.body(direction="uplink", dropped_ms=up * frame_ms))
-        if down:
-            events.fire(session.switch, events.BUFFER_OVERRUN, session.uuid,
-                        events.body(direction="playout", dropped_deltas=down))
+        for side, count in enumerate((session.uplink.dropped, session.playout.overruns)):
+            new = count - self._overruns_reported[side]
+            if not new or now - self._overruns_at[side] < OVERRUN_EVERY:
+                continue
+            self._overruns_reported[side], self._overruns_at[side] = count, now
+            if side == 0:
+                frame_ms = session.call.frame_samples * 1000 // session.call.rate
+                body = events.body(direction="uplink", dropped_ms=new * frame_ms)
+            else:
+                body = events.body(direction="playout", dropped_deltas=new)
+            session.fire(events.BUFFER_OVERRUN, body)
 
     def _check_writes(self, now: float) -> None:
         """Say once if the channel stops writing: with the media bug, the caller's audio is

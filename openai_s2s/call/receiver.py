@@ -34,10 +34,12 @@ class Receiver:
         try:
             endpoint = session.endpoint
             try:
-                ws = open_websocket(endpoint, session.options)
-            except ConnectError as exc:
+                ws = open_websocket(endpoint, session.options, on_socket=session.connecting_on)
+            except (ConnectError, OSError) as exc:
+                if session.stopping:   # deleted while connecting: close() has said so
+                    return
                 log(WARNING, f"[{session.uuid}] connect to {endpoint.display_url} failed: {exc}")
-                events.fire(session.switch, events.CONNECT_FAILED, session.uuid, events.body(reason=str(exc)))
+                session.tell_connect(events.CONNECT_FAILED, events.body(reason=str(exc)))
                 session.close(f"connect_failed: {exc}")
                 return
             if session.stopping:
@@ -45,9 +47,11 @@ class Receiver:
                 return
             self.last_rx = time.monotonic()
             session.connected(ws)
+            if not session.tell_connect(events.CONNECT, events.body(url=endpoint.display_url,
+                                                                    protocol=session.proto.generation)):
+                ws.shutdown()   # session.delete came first, and has said connect_failed
+                return
             log(INFO, f"[{session.uuid}] connected to {endpoint.display_url} ({session.proto.generation})")
-            events.fire(session.switch, events.CONNECT, session.uuid,
-                        events.body(url=endpoint.display_url, protocol=session.proto.generation))
             reason, code = self._receive(ws)
         except Exception as exc:  # never let a thread die silently
             reason = f"internal error: {exc!r}"
@@ -64,6 +68,8 @@ class Receiver:
                 continue
             except (websocket.WebSocketConnectionClosedException, OSError) as exc:
                 return proto.end_reason or f"connection lost: {exc or 'closed'}", None
+            except websocket.WebSocketException as exc:   # a frame the RFC does not allow
+                return f"protocol error: {exc}", None
             self.last_rx = time.monotonic()
             if opcode == websocket.ABNF.OPCODE_TEXT:
                 self.events_in += 1
@@ -71,7 +77,7 @@ class Receiver:
                     actions = proto.server_event(data)
                 session.run(actions)
             elif opcode == websocket.ABNF.OPCODE_BINARY:
-                log(WARNING, f"[{session.uuid}] server sent a binary frame ({len(data)} bytes); ignored")
+                session.warn(WARNING, "binary", f"server sent a binary frame ({len(data)} bytes); ignored")
             elif opcode == websocket.ABNF.OPCODE_CLOSE:
                 return proto.end_reason or "server closed", close_code(data)
         return "stopped", None

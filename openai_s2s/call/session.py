@@ -14,6 +14,7 @@ actions; the receiver (``receiver.py``), the uplink (``uplink.py``), the periodi
 """
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from typing import Any, Dict, List, Optional
@@ -22,13 +23,13 @@ import orjson
 import websocket
 
 from .. import process
-from ..log import ERR, INFO, log
+from ..log import ERR, INFO, Folded, log
 from ..media.codec import DownlinkDecoder
 from ..media.formats import PCM24
 from ..media.playout import PlayoutBuffer
 from ..realtime.endpoint import Endpoint
-from ..realtime.protocol import (Action, End, EndAudio, Flush, Forward, Log, OpenUplink, Play,
-                                 RealtimeProtocol, Send, SetOutput)
+from ..realtime.protocol import (Action, ClientEventError, End, EndAudio, Flush, Forward, Log, OpenUplink,
+                                 Play, RealtimeProtocol, Send, SetOutput)
 from ..realtime.transport import send_room
 from . import events, registry
 from .host import CallMedia
@@ -55,6 +56,13 @@ def _shutdown(ws: websocket.WebSocket) -> None:
             lock.release()
 
 
+def _cut(sock: Any) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 class Session:
     def __init__(self, switch: Any, call: CallMedia, endpoint: Endpoint,
                  options: Dict[str, Any], generation: str):
@@ -68,6 +76,11 @@ class Session:
         self.playout = PlayoutBuffer(call.rate, call.frame_samples, options["playout_max_ms"])
         self._decoder = DownlinkDecoder(PCM24, call.rate, options["resampler"])
         self.lock = threading.Lock()      # the protocol's state
+        self._fire_lock = threading.Lock()   # the session's events: none after close() returns
+        self._silent = False
+        self._told: Optional[str] = None  # connect or connect_failed, whichever fired (exactly one does)
+        self._socket: Optional[Any] = None   # while connecting: shut down to abort a stalled connect
+        self.warn = Folded(f"[{call.uuid}] ")
         self.stopping = False
         self._closing = False
         self._closed = threading.Event()
@@ -93,6 +106,28 @@ class Session:
                          mix=self.options["playout_mode"] == "mix")
         self.receiver.start()
 
+    def connecting_on(self, sock: Any) -> None:
+        """The receiver's socket, before it connects: close() shuts it down to abort a connect
+        or handshake that stalls (a session.delete must not wait for the connect timeout)."""
+        self._socket = sock
+        if self.stopping:
+            _cut(sock)
+
+    def fire(self, subclass: str, body: bytes) -> None:
+        """Fire one of this session's events, unless the session has ended."""
+        with self._fire_lock:
+            if not self._silent:
+                events.fire(self.switch, subclass, self.uuid, body)
+
+    def tell_connect(self, subclass: str, body: bytes) -> bool:
+        """Fire connect or connect_failed, the first time only; False if one has fired already."""
+        with self._fire_lock:
+            if self._told is not None or self._silent:
+                return False
+            self._told = subclass
+            events.fire(self.switch, subclass, self.uuid, body)
+            return True
+
     def connected(self, ws: websocket.WebSocket) -> None:
         """The receiver opened the websocket: the uplink may write to it."""
         watch = getattr(ws, "s2s_watch", None)
@@ -114,10 +149,15 @@ class Session:
             if threading.current_thread() is not self.receiver.thread:
                 self._closed.wait(2 * JOIN_TIMEOUT)
             return
-        was_connected = self.state == "connected"
         self.state = "closing"
         self.stopping = True
         self.stop_uplink()
+        # connect or connect_failed, exactly one, before session.delete answers
+        self.tell_connect(events.CONNECT_FAILED, events.body(reason=reason))
+        was_connected = self._told == events.CONNECT
+        sock = self._socket
+        if sock is not None and self.ws is None:
+            _cut(sock)   # a connect or handshake in progress ends now
         try:
             self.call.detach()
         except Exception as exc:
@@ -143,8 +183,10 @@ class Session:
         self.playout.flush()
         self.state = "closed"
         if was_connected:
-            events.fire(self.switch, events.DISCONNECT, self.uuid,
-                        events.body(reason=reason, code=code))
+            self.fire(events.DISCONNECT, events.body(reason=reason, code=code))
+        with self._fire_lock:
+            self._silent = True
+        self.warn.flush()
         registry.remove(self.uuid, self)
         self._closed.set()
         log(INFO, f"[{self.uuid}] session ended: {reason}")
@@ -178,10 +220,14 @@ class Session:
             self.close_soon("hangup")
 
     # -- caller (API threads) ---------------------------------------------------
-    def client_event(self, event: Dict[str, Any]) -> None:
-        """Queue a client event; raises protocol.ClientEventError if it must not be sent."""
+    def client_event(self, event: Dict[str, Any], size: int = 0) -> None:
+        """Queue a client event of about ``size`` bytes; raises protocol.ClientEventError,
+        changing nothing, if it must not be sent."""
         if self._closing:
-            raise RuntimeError("session is ending")
+            raise ClientEventError("the session is ending")
+        refusal = self.uplink.refuses_event(size)
+        if refusal:
+            raise ClientEventError(refusal)
         with self.lock:
             actions = self.proto.client_event(event)
         self.run(actions)
@@ -207,7 +253,7 @@ class Session:
                 self.uplink.event(orjson.dumps(action.event))
                 PUMP.wake()
             elif kind is Forward:
-                events.fire(self.switch, events.SERVER_EVENT, self.uuid, action.body)
+                self.fire(events.SERVER_EVENT, action.body)
             elif kind is Play:
                 self._play(action)
             elif kind is EndAudio:
@@ -220,7 +266,10 @@ class Session:
             elif kind is SetOutput:
                 self._decoder = DownlinkDecoder(action.format, self.call.rate, self.options["resampler"])
             elif kind is Log:
-                log(action.level, f"[{self.uuid}] {action.message}")
+                if action.fold:
+                    self.warn(action.level, action.fold, action.message)
+                else:
+                    log(action.level, f"[{self.uuid}] {action.message}")
             elif kind is End:
                 self.close_soon(action.reason)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import threading
 import time
 from typing import Any, Callable, Deque, Dict, Optional, Tuple
 
@@ -29,6 +30,8 @@ from ..realtime.transport import send_room
 
 _APPEND_HEAD = b'{"type":"input_audio_buffer.append","audio":"'
 MIN_FRAGMENT = 1024   # a fragment carries at least this much (or the rest): fewer, larger frames
+MAX_QUEUED_EVENTS = 256          # client events waiting for the server, apart from the audio bound
+MAX_QUEUED_EVENT_BYTES = 16 << 20
 Pending = Tuple[bytes, Optional[float], int]   # a frame's payload, capture time of its audio, audio bytes
 
 
@@ -54,6 +57,9 @@ class UplinkSender:
         self._chunk_bytes = 0
         self._chunk_started = 0.0
         self.pending: Optional[Pending] = None    # a frame waiting for room in the socket
+        self._events_lock = threading.Lock()   # the two below: API and receiver threads add, the pump takes
+        self.events_queued = 0
+        self.event_bytes_queued = 0
         self._fragmented = False   # the pending message's first fragment has gone out
         self.fragments = 0
         # Room known to be left in the socket. It only understates (the peer's acks free more),
@@ -78,8 +84,23 @@ class UplinkSender:
         self.frames_in += 1
         self.queue.append((time.monotonic(), pcm))
 
+    def refuses_event(self, size: int) -> Optional[str]:
+        """Why a client event of ``size`` bytes cannot be queued now, or None."""
+        if self.events_queued >= MAX_QUEUED_EVENTS or self.event_bytes_queued + size > MAX_QUEUED_EVENT_BYTES:
+            return (f"{self.events_queued} client events ({self.event_bytes_queued} bytes) are waiting for "
+                    "the server to read; try again later")
+        return None
+
     def event(self, data: bytes) -> None:
+        with self._events_lock:
+            self.events_queued += 1
+            self.event_bytes_queued += len(data)
         self.queue.append((None, data))
+
+    def _event_taken(self, data: bytes) -> None:
+        with self._events_lock:
+            self.events_queued -= 1
+            self.event_bytes_queued -= len(data)
 
     def start_audio(self, fmt: AudioFormat) -> None:
         """Caller audio goes up from now on, in ``fmt`` (again when the format changes)."""
@@ -142,6 +163,7 @@ class UplinkSender:
                 if item is None:
                     continue
             else:
+                self._event_taken(payload)
                 item = (payload, None, 0)
             if not self._fits(ws, len(item[0])):
                 self.pending = item

@@ -8,6 +8,7 @@ the switch.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import traceback
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
@@ -17,7 +18,7 @@ import orjson
 from .. import process
 from ..call import registry
 from ..call.session import Session
-from ..log import DEBUG, ERR, INFO, add_secret, log
+from ..log import DEBUG, ERR, INFO, add_secret, log, looks_like_key, redact
 from ..realtime.endpoint import AUTH_TYPES, build_endpoint, key_refusal
 from ..realtime.protocol import BETA, ClientEventError, generation_for_path
 from . import config
@@ -63,7 +64,11 @@ def _rest_after(line: str, words: List[str], sep: Optional[str], count: int) -> 
 
 
 def execute(line: Union[str, bytes], switch: Any) -> str:
-    """Run one command line; always returns one reply line."""
+    """Run one command line; always returns one reply line, with no key in it."""
+    return one_line(redact(_reply(line, switch)))
+
+
+def _reply(line: Union[str, bytes], switch: Any) -> str:
     try:
         if isinstance(line, bytes):
             try:
@@ -76,6 +81,25 @@ def execute(line: Union[str, bytes], switch: Any) -> str:
     except Exception as exc:
         log(ERR, f"{API_NAME} failed: {exc!r}\n{traceback.format_exc()}")
         return "-ERR internal error (details in the switch log)"
+
+
+_CONTROL = {c: "?" for c in list(range(32)) + [127]}
+
+
+def one_line(text: str) -> str:
+    """The reply as one line: control characters (CR, LF, NUL, ESC, ...) become '?'."""
+    return text.translate(_CONTROL)
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9._:/@+-]{1,64}")
+
+
+def shown(arg: str, quote: bool = False) -> str:
+    """An argument as a reply may repeat it: a short plain token that cannot be a key, else
+    a note that it is not shown (a key typed into the wrong place must not come back)."""
+    if _TOKEN.fullmatch(arg) and not looks_like_key(arg):
+        return repr(arg) if quote else arg
+    return "(not shown)"
 
 
 def _execute(line: str, switch: Any) -> str:
@@ -93,14 +117,14 @@ def _execute(line: str, switch: Any) -> str:
     uuid, command = words[0], words[1]
     handler = _HANDLERS.get(command)
     if handler is None:
-        raise CommandError(f"unknown command {command!r} (one of: {', '.join(COMMANDS)})")
+        raise CommandError(f"unknown command {shown(command, quote=True)} (one of: {', '.join(COMMANDS)})")
     return handler(switch, uuid, words[2:], lambda: _rest_after(line, words, sep, 2))
 
 
 def _session_for(uuid: str) -> Session:
     session = registry.get(uuid)
     if session is None:
-        raise CommandError(f"no openai_s2s session on {uuid}")
+        raise CommandError(f"no openai_s2s session on {shown(uuid)}")
     return session
 
 
@@ -110,12 +134,12 @@ def _create(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) ->
         return _usage("<uuid> session.create <host> <path> <bearer|query|api-key> [api-key]")
     host, path, auth_type = args[0], args[1], args[2].lower()
     if auth_type not in AUTH_TYPES:
-        raise CommandError(f"unknown auth-type {args[2]!r} (one of: {', '.join(AUTH_TYPES)})")
+        raise CommandError(f"unknown auth-type {shown(args[2], quote=True)} (one of: {', '.join(AUTH_TYPES)})")
     if registry.get(uuid) is not None:
-        raise CommandError(f"a session already exists on {uuid}; session.delete it first")
+        raise CommandError(f"a session already exists on {shown(uuid)}; session.delete it first")
     call = switch.find_call(uuid)
     if call is None:
-        raise CommandError(f"no such channel {uuid}")
+        raise CommandError(f"no such channel {shown(uuid)}")
     settings = config.Settings.from_xml(switch.config_xml())
     for warning in settings.warnings:
         log(INFO, f"openai_s2s.conf: {warning}")
@@ -148,7 +172,7 @@ def _create(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) ->
     process.first_session()
     session = Session(switch, call, endpoint, options, generation)
     if not registry.add(uuid, session):
-        raise CommandError(f"a session already exists on {uuid}; session.delete it first")
+        raise CommandError(f"a session already exists on {shown(uuid)}; session.delete it first")
     try:
         session.start()
     except Exception as exc:
@@ -177,7 +201,7 @@ def _client_event(switch: Any, uuid: str, args: List[str], rest: Callable[[], st
         raise CommandError('client.event needs a string "type"')
     _resolve_instructions(event, session.options.get("instructions_dir"))
     try:
-        session.client_event(event)
+        session.client_event(event, len(text))
     except ClientEventError as exc:
         raise CommandError(str(exc)) from None
     except RuntimeError as exc:

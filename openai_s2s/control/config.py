@@ -126,6 +126,8 @@ OPTIONS = (
            "directory that file://NAME instructions are read from", file_only=True),
     Option("max_event_bytes", 1 << 20, _bounded(int, 1024, 16 << 20),
            "largest client.event accepted", file_only=True),
+    Option("max_frame_bytes", 16 << 20, _bounded(int, 64 << 10, 256 << 20),
+           "largest server frame or message; a larger one ends the session", file_only=True),
 )
 _BY_NAME = {opt.name: opt for opt in OPTIONS}
 

@@ -39,7 +39,8 @@ _FROM_BETA = {BETA_NAMES[name]: fmt for name, fmt in BY_NAME.items()}
 def format_from_wire(value: object) -> Optional[AudioFormat]:
     """A GA format object ({"type": "audio/pcmu"}) or a beta name ("g711_ulaw")."""
     if isinstance(value, dict):
-        return _FROM_GA.get(value.get("type", "audio/pcm"))
+        kind = value.get("type", "audio/pcm")
+        return _FROM_GA.get(kind) if isinstance(kind, str) else None
     if isinstance(value, str):
         return _FROM_BETA.get(value) or _FROM_GA.get(value)
     return None

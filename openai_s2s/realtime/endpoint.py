@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 import ssl
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import quote, urlsplit
 
 AUTH_TYPES = ("bearer", "query", "api-key")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,10 +31,21 @@ def build_endpoint(host: str, path: str, auth_type: str, api_key: Optional[str],
     """``host`` is a name, ``name:port`` or a ws:// / wss:// URL; ``path`` keeps its query."""
     if auth_type not in AUTH_TYPES:
         raise ValueError(f"auth-type must be one of {', '.join(AUTH_TYPES)}, not {auth_type!r}")
+    # Everything here reaches the upgrade request: a space would split its request line, and
+    # CR, LF or NUL would end a header early and let the rest be read as another.
+    for what, value in (("host", host), ("path", path)):
+        if _UNSAFE.search(value):
+            raise ValueError(f"the {what} holds a space or a control character")
+    if api_key is not None and _CONTROL.search(api_key):
+        raise ValueError("the api-key holds a control character")
+    for name, value in (extra_headers or {}).items():
+        if _CONTROL.search(name + value) or ":" in name or not name.strip():
+            raise ValueError(f"bad header name or value for {name!r}")
     if "://" in host:
         parts = urlsplit(host)
-        if parts.scheme not in ("ws", "wss") or not parts.hostname:
-            raise ValueError(f"host URL must be ws:// or wss://, not {host!r}")
+        if parts.scheme not in ("ws", "wss") or not parts.hostname or "@" in parts.netloc:
+            raise ValueError(f"host URL must be ws:// or wss:// with a host and no user, not {host!r}")
+        parts.port   # raises ValueError for a port that is no number or out of range
         base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
     else:
         if not host or any(c in host for c in "/?#@ "):

@@ -74,6 +74,7 @@ class SetOutput:
 class Log:
     level: str
     message: str
+    fold: Optional[str] = None   # a warning a server can repeat at will: folded, by this key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +88,10 @@ Action = Union[Send, Forward, Play, EndAudio, Flush, OpenUplink, SetOutput, Log,
 
 class ClientEventError(ValueError):
     """A client event that must not be sent; the message is for the -ERR line."""
+
+
+MAX_HELD = 16            # response.create events held until the session.updated
+_MALFORMED = (TypeError, ValueError, KeyError, AttributeError, OverflowError)
 
 
 def generation_for_path(path: str, override: str = "auto") -> str:
@@ -132,6 +137,7 @@ class RealtimeProtocol:
         self.uplink_open = False
         self.session_updated = False
         self.response_id: Optional[str] = None      # set while a response is in progress
+        self.audio_response: Optional[str] = None   # the response whose audio came last
         self.discarded_responses: "set[str]" = set()  # cut off by barge-in: drop their audio
         self.held: List[Dict[str, Any]] = []
         self.end_reason: Optional[str] = None        # why the server is about to close
@@ -140,25 +146,32 @@ class RealtimeProtocol:
 
     # -- from the caller -----------------------------------------------------
     def client_event(self, event: Dict[str, Any]) -> List[Action]:
-        actions: List[Action] = []
+        """The actions for a client event; raises ClientEventError, changing nothing, if it
+        must not be sent. Everything that can fail is done before any state changes."""
         kind = event["type"]
+        notes: List[str] = []
         if self.generation == GA:
             event, notes = translate.event_to_ga(event)
-            if notes:
-                self.translations += 1
-                actions.append(Log(INFO, f"{kind}: beta shape translated to GA: {'; '.join(notes)}"))
         event = self._function_output_as_string(event)
+        hold = kind == "response.create" and self.hold_response_create and not self.session_updated
+        if kind == "session.update" and not isinstance(event.get("session"), dict):
+            raise ClientEventError("session.update: 'session' must be an object")
+        if hold and len(self.held) >= MAX_HELD:
+            raise ClientEventError(f"{MAX_HELD} response.create are already held until the "
+                                   "session.updated arrives")
+        formats = _session_formats(event["session"], self.generation) if kind == "session.update" else None
+        actions: List[Action] = []
+        if notes:
+            self.translations += 1
+            actions.append(Log(INFO, f"{kind}: beta shape translated to GA: {'; '.join(notes)}"))
         if kind == "session.update":
-            session = event.get("session")
-            if not isinstance(session, dict):
-                raise ClientEventError("session.update: 'session' must be an object")
             actions.append(Send(event))
-            actions.extend(self._adopt_formats(session))
+            actions.extend(self._adopt_formats(formats))
             if not self.uplink_open:
                 self.uplink_open = True
                 actions.append(OpenUplink(self.input_format))
             return actions
-        if kind == "response.create" and self.hold_response_create and not self.session_updated:
+        if hold:
             self.held.append(event)
             actions.append(Log(INFO, "response.create held until the session.updated arrives"))
             return actions
@@ -175,9 +188,9 @@ class RealtimeProtocol:
             return dict(event, item=item)
         return event
 
-    def _adopt_formats(self, session: Dict[str, Any]) -> List[Action]:
+    def _adopt_formats(self, formats: Tuple[Optional[AudioFormat], Optional[AudioFormat]]) -> List[Action]:
         actions: List[Action] = []
-        fmt_in, fmt_out = _session_formats(session, self.generation)
+        fmt_in, fmt_out = formats
         if fmt_in is not None and fmt_in != self.input_format:
             self.input_format = fmt_in
             if self.uplink_open:
@@ -196,25 +209,31 @@ class RealtimeProtocol:
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             return [Log(WARNING, "server sent JSON without a type; ignored")]
         kind = event["type"]
-        if kind in AUDIO_DELTA:
-            return self._audio_delta(event)
-        actions: List[Action] = [Forward(raw)]
-        handler = _SERVER_HANDLERS.get(kind)
-        if handler is not None:
-            actions.extend(handler(self, event))
-        return actions
+        try:
+            if kind in AUDIO_DELTA:
+                return self._audio_delta(event)
+            handler = _SERVER_HANDLERS.get(kind)
+            return [Forward(raw)] + (handler(self, event) if handler is not None else [])
+        except _MALFORMED as exc:
+            # Nothing a server sends ends the call but a close: a field of the wrong type is
+            # this event's problem only. The handlers change state only after their checks.
+            return [Log(WARNING, f"dropped a malformed {kind[:64]!r} from the server ({type(exc).__name__}: "
+                                 f"{str(exc)[:120]})", fold="malformed")]
 
     def _audio_delta(self, event: Dict[str, Any]) -> List[Action]:
-        if event.get("response_id") in self.discarded_responses:
+        response_id = event.get("response_id")
+        if isinstance(response_id, str) and response_id in self.discarded_responses:
             return []
         delta = event.get("delta")
         if not isinstance(delta, str):
-            return [Log(WARNING, "audio delta without base64 'delta'; ignored")]
+            return [Log(WARNING, "audio delta without base64 'delta'; ignored", fold="delta")]
         try:
             payload = base64.b64decode(delta, validate=True)
         except binascii.Error:
-            return [Log(WARNING, "audio delta with bad base64; ignored")]
-        return [Play((str(event.get("item_id")), int(event.get("content_index") or 0)), payload)]
+            return [Log(WARNING, "audio delta with bad base64; ignored", fold="delta")]
+        item = _item_key(event)
+        self.audio_response = response_id if isinstance(response_id, str) else None
+        return [Play(item, payload)]
 
     def _on_session_created(self, event: Dict[str, Any]) -> List[Action]:
         seen = _session_generation(event.get("session"))
@@ -229,7 +248,7 @@ class RealtimeProtocol:
         actions: List[Action] = []
         session = event.get("session")
         if isinstance(session, dict):
-            actions.extend(self._adopt_formats(session))
+            actions.extend(self._adopt_formats(_session_formats(session, self.generation)))
         if not self.session_updated:
             self.session_updated = True
             if self.held:
@@ -241,19 +260,24 @@ class RealtimeProtocol:
     def _on_response_created(self, event: Dict[str, Any]) -> List[Action]:
         response = event.get("response")
         if isinstance(response, dict):
-            self.response_id = response.get("id") or "unknown"
+            response_id = response.get("id")
+            self.response_id = response_id if isinstance(response_id, str) and response_id else "unknown"
         return []
 
     def _on_response_done(self, event: Dict[str, Any]) -> List[Action]:
         response = event.get("response")
-        if isinstance(response, dict) and response.get("id") in (self.response_id, None):
+        done_id = response.get("id") if isinstance(response, dict) else None
+        if done_id in (self.response_id, None) or not isinstance(response, dict):
             self.response_id = None
-        elif not isinstance(response, dict):
-            self.response_id = None
+        # A response can end without its audio-done event (cancelled, failed, cut short):
+        # its audio is complete all the same, or playout would wait for more for ever.
+        if done_id is None or done_id == self.audio_response:
+            self.audio_response = None
+            return [EndAudio(("", 0))]
         return []
 
     def _on_audio_done(self, event: Dict[str, Any]) -> List[Action]:
-        return [EndAudio((str(event.get("item_id")), int(event.get("content_index") or 0)))]
+        return [EndAudio(_item_key(event))]
 
     def _on_speech_started(self, event: Dict[str, Any]) -> List[Action]:
         return [Flush()]
@@ -261,7 +285,8 @@ class RealtimeProtocol:
     def _on_error(self, event: Dict[str, Any]) -> List[Action]:
         error = event.get("error") if isinstance(event.get("error"), dict) else {}
         code, message = error.get("code"), error.get("message", "")
-        actions: List[Action] = [Log(WARNING, f"server error {code}: {message}")]
+        actions: List[Action] = [Log(WARNING, f"server error {str(code)[:64]}: {str(message)[:300]}",
+                                     fold="error")]
         if code == "session_expired":
             self.end_reason = "session_expired"
         elif code == "beta_api_shape_disabled":
@@ -292,12 +317,23 @@ class RealtimeProtocol:
             if self.response_id != "unknown":
                 cancel["response_id"] = self.response_id
             actions.append(Send(cancel))
+            if len(self.discarded_responses) >= 64:   # one per barge-in: keep the recent ones
+                self.discarded_responses.clear()
             self.discarded_responses.add(self.response_id)
         if item is not None and item[0] != "None":
             actions.append(Send({"type": "conversation.item.truncate", "item_id": item[0],
                                  "content_index": item[1], "audio_end_ms": heard_ms}))
         actions.append(Log(DEBUG, f"barge-in: playout flushed after {heard_ms} ms of {item}"))
         return actions
+
+
+def _item_key(event: Dict[str, Any]) -> Tuple[str, int]:
+    """(item_id, content_index) of an audio event; ValueError if either has the wrong type."""
+    item_id, index = event.get("item_id"), event.get("content_index") or 0
+    if not isinstance(item_id, (str, type(None))) or not isinstance(index, int) or isinstance(index, bool) \
+            or not 0 <= index < 1 << 16:
+        raise ValueError("item_id must be a string and content_index a small integer")
+    return str(item_id), index
 
 
 _SERVER_HANDLERS = {

@@ -29,30 +29,28 @@ class ConnectError(Exception):
     """The connection could not be made; ``str()`` is the reason for connect_failed."""
 
 
-def open_websocket(endpoint: Endpoint, options: Dict[str, Any]) -> websocket.WebSocket:
-    """Connect or raise :class:`ConnectError` with a reason an operator can act on."""
-    sslopt: Dict[str, Any] = {}
-    if endpoint.url.startswith("wss://"):
-        try:
-            ctx = tls_context(options)
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            raise ConnectError(f"tls setup: {exc}") from None
-        sslopt = {"context": ctx, "check_hostname": ctx.check_hostname,
-                  "cert_reqs": ctx.verify_mode}
-    ws = websocket.WebSocket(sslopt=sslopt, enable_multithread=True, skip_utf8_validation=True)
+def open_websocket(endpoint: Endpoint, options: Dict[str, Any],
+                   on_socket: Optional[Callable[[socket.socket], None]] = None) -> websocket.WebSocket:
+    """Connect or raise :class:`ConnectError` with a reason an operator can act on.
+
+    The TCP connection (and TLS) is made here rather than by websocket-client, so that
+    ``on_socket`` gets the socket before anything can stall on it: a session deleted while it
+    connects shuts that socket down instead of waiting for the connect timeout."""
+    timeout = float(options.get("connect_timeout", 10.0))
+    ws = websocket.WebSocket(enable_multithread=True, skip_utf8_validation=True)
     try:
+        sock = _open_socket(endpoint, options, timeout, on_socket)
         # No redirect is followed: websocket-client would send the key's header to wherever
         # the Location points, from wss:// down to ws:// too.
-        ws.connect(endpoint.url, header=list(endpoint.headers),
-                   timeout=float(options.get("connect_timeout", 10.0)),
+        ws.connect(endpoint.url, header=list(endpoint.headers), timeout=timeout, socket=sock,
                    suppress_origin=True, http_no_proxy=["*"], redirect_limit=0)
         _refuse_redirect(ws)
+    except ConnectError:
+        raise
     except websocket.WebSocketBadStatusException as exc:
         raise ConnectError(f"http {exc.status_code}") from None
     except socket.gaierror as exc:
         raise ConnectError(f"dns: {exc.strerror or exc}") from None
-    except websocket.WebSocketAddressException as exc:   # websocket-client's wrapped gaierror
-        raise ConnectError(f"dns: {exc}") from None
     except ssl.SSLCertVerificationError as exc:
         raise ConnectError(f"tls: {exc.verify_message or exc.reason}") from None
     except ssl.SSLError as exc:
@@ -67,8 +65,80 @@ def open_websocket(endpoint: Endpoint, options: Dict[str, Any]) -> websocket.Web
         _refuse_redirect(ws)   # websocket-client 1.7+ raises once the redirect limit is reached
         raise ConnectError(f"websocket: {exc}") from None
     ws.settimeout(float(options.get("send_timeout", 5.0)))
+    limit_frames(ws, int(options.get("max_frame_bytes", 16 << 20)))
     ws.s2s_watch = read_ahead(ws)
     return ws
+
+
+def _open_socket(endpoint: Endpoint, options: Dict[str, Any], timeout: float,
+                 on_socket: Optional[Callable[[socket.socket], None]]) -> socket.socket:
+    """TCP to the endpoint's host (each address in turn), then TLS for wss://."""
+    parts = urlsplit(endpoint.url)
+    secure = parts.scheme == "wss"
+    host = parts.hostname or ""
+    port = parts.port or (443 if secure else 80)
+    ctx = None
+    if secure:
+        try:
+            ctx = tls_context(options)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise ConnectError(f"tls setup: {exc}") from None
+    error: Optional[BaseException] = None
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            for level, name, value in _SOCKET_OPTIONS:
+                sock.setsockopt(level, name, value)
+            sock.settimeout(timeout)
+            if on_socket is not None:
+                on_socket(sock)
+            sock.connect(address)
+            if ctx is not None:
+                sock = ctx.wrap_socket(sock, server_hostname=host)
+            return sock
+        except (OSError, ssl.SSLError) as exc:
+            sock.close()
+            if isinstance(exc, (ssl.SSLError, socket.timeout)):
+                raise
+            error = exc
+    raise error or ConnectError(f"dns: no address for {host}")
+
+
+# what websocket-client sets on its own sockets: no Nagle delay, and keepalives
+_SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1), (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+for _name, _value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+    if hasattr(socket, _name):
+        _SOCKET_OPTIONS.append((socket.IPPROTO_TCP, getattr(socket, _name), _value))
+
+
+def limit_frames(ws: websocket.WebSocket, max_bytes: int) -> None:
+    """Refuse, as a protocol error, a server frame or fragmented message over ``max_bytes``
+    (websocket-client would read whatever length a frame declares into memory) and a masked
+    server frame (RFC 6455 5.1). The checks run in websocket-client's frame reader, once per
+    frame, on the receiver's thread."""
+    frames = getattr(ws, "frame_buffer", None)
+    recv_length = getattr(frames, "recv_length", None)
+    if recv_length is not None:
+        def checked_length() -> None:
+            recv_length()
+            header = frames.header
+            if header is not None and header[5]:
+                raise websocket.WebSocketProtocolException("the server masked a frame")
+            if frames.length is not None and frames.length > max_bytes:
+                raise websocket.WebSocketProtocolException(
+                    f"a frame of {frames.length} bytes is over max-frame-bytes ({max_bytes})")
+        frames.recv_length = checked_length
+    cont = getattr(ws, "cont_frame", None)
+    add = getattr(cont, "add", None)
+    if add is not None:
+        def checked_add(frame: Any) -> None:
+            add(frame)
+            data = getattr(cont, "cont_data", None)
+            if data and len(data[1]) > max_bytes:
+                cont.cont_data = None
+                raise websocket.WebSocketProtocolException(
+                    f"a fragmented message of over {max_bytes} bytes (max-frame-bytes)")
+        cont.add = checked_add
 
 
 _REDIRECTS = (301, 302, 303, 307, 308)
