@@ -58,6 +58,35 @@ class Conn:
     def send_frame(self, payload: bytes, opcode: int = 0x1, **kw) -> None:
         self.sock.sendall(self.frame(payload, opcode, **kw))
 
+    def answer_close(self, timeout: float = 10.0) -> None:
+        """Read client frames (roughly: by their first byte) until a close, and answer it."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                head = self.sock.recv(2)
+                if len(head) < 2:
+                    return
+                size = head[1] & 0x7F
+                if size == 126:
+                    size = struct.unpack("!H", self._exact(2))[0]
+                elif size == 127:
+                    size = struct.unpack("!Q", self._exact(8))[0]
+                self._exact(4 + size)
+                if head[0] & 0x0F == 0x8:
+                    self.sock.sendall(b"\x88\x02\x03\xe8")
+                    return
+        except OSError:
+            return
+
+    def _exact(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                raise OSError("closed")
+            data += chunk
+        return data
+
 
 class HostileServer:
     def __init__(self, behave: Callable[[Conn], None]):

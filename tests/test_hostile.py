@@ -4,6 +4,7 @@ import orjson
 import pytest
 
 from openai_s2s.localserver import LocalRealtimeServer
+from openai_s2s.call import registry
 from engine_harness import GA_PATH, KEY, Harness, wait_until
 from hostile import HostileServer
 
@@ -62,3 +63,79 @@ def test_no_key_in_clear_text_off_this_machine(h):
     assert reply == ("-ERR refusing to send an API key over plain ws:// to 192.0.2.10 "
                      "(key-over-ws in openai_s2s.conf.xml allows it)")
     assert h.switch.events == []
+
+
+def _ws_then(frames_after):
+    """A server that accepts the upgrade, sends session.created, then ``frames_after(conn)``."""
+    def behave(conn):
+        conn.accept_websocket()
+        conn.send_frame(b'{"type":"session.created","session":{"type":"realtime"}}')
+        frames_after(conn)
+        conn.answer_close()
+    return behave
+
+
+def disconnect_reason(h, uuid, timeout=10.0):
+    found = h.switch.wait_event("openai_s2s::disconnect", lambda hd, b: hd.get("Unique-ID") == uuid, timeout)
+    assert found is not None, f"no disconnect for {uuid}"
+    return orjson.loads(found[1])["reason"]
+
+
+@pytest.mark.parametrize("name,send,reason", [
+    ("huge declared frame", lambda c: c.sock.sendall(c.frame(b"", declared=1 << 62)),
+     "protocol error: a frame of 4611686018427387904 bytes is over max-frame-bytes (16777216)"),
+    ("masked frame", lambda c: c.sock.sendall(b"\x81\x85abcd" + bytes(5)), "protocol error: the server masked a frame"),
+    ("reserved bits", lambda c: c.sock.sendall(b"\xf1\x00"), "protocol error: "),
+    ("unknown opcode", lambda c: c.sock.sendall(b"\x83\x00"), "protocol error: "),
+    ("long control frame", lambda c: c.send_frame(bytes(126), opcode=0x9), "protocol error: "),
+    ("endless message", lambda c: [c.send_frame(bytes(1 << 20), opcode=0x1 if i == 0 else 0x0, fin=False)
+                                   for i in range(18)],
+     "protocol error: a fragmented message of over 16777216 bytes (max-frame-bytes)"),
+])
+def test_a_frame_the_rfc_forbids_or_too_large_ends_the_session_as_a_protocol_error(h, name, send, reason):
+    with HostileServer(_ws_then(send)) as srv:
+        h.call("u-proto")
+        h.create("u-proto", host=srv.url)
+        h.connected("u-proto")
+        got = disconnect_reason(h, "u-proto")
+        assert got.startswith(reason), got
+        assert "internal error" not in got
+
+
+def test_a_session_deleted_while_the_server_stalls_the_upgrade_says_connect_failed_at_once(h):
+    with HostileServer(lambda conn: conn.sock.recv(1)) as srv:   # reads the request, answers nothing
+        h.call("u-stall-up", openai_s2s_connect_timeout="30")
+        assert h.create("u-stall-up", host=srv.url).startswith("+OK")
+        assert wait_until(lambda: srv.conns, 5)
+        assert h.api("u-stall-up session.delete") == "+OK session deleted"
+        told = [(name, orjson.loads(body)) for name, hd, body in h.switch.events if hd.get("Unique-ID") == "u-stall-up"]
+        assert told == [("openai_s2s::connect_failed", {"reason": "session.delete"})]
+        assert not [line for line in h.logs if line.startswith("ERR")]
+
+
+@pytest.mark.parametrize("event", [
+    {"type": "response.output_audio.delta", "delta": "AAAA", "item_id": {"x": 1}, "content_index": 0},
+    {"type": "response.output_audio.delta", "delta": "AAAA", "item_id": "i", "content_index": "zero"},
+    {"type": "response.output_audio.delta", "delta": 5, "item_id": "i"},
+    {"type": "response.output_audio.delta", "delta": "!!!", "item_id": "i"},
+    {"type": "response.output_audio.done", "item_id": "i", "content_index": [1]},
+    {"type": "response.created", "response": {"id": ["x"]}},
+    {"type": "response.done", "response": "done"},
+    {"type": "session.updated", "session": {"audio": {"input": {"format": {"type": ["audio/pcmu"]}}}}},
+    {"type": "session.updated", "session": {"input_audio_format": {"type": 3}}},
+    {"type": "error", "error": "boom"},
+    {"type": "error", "error": {"code": ["x"], "message": {"a": 1}}},
+])
+def test_a_server_event_of_the_wrong_shape_is_dropped_and_the_call_goes_on(h, event):
+    def send(conn):
+        for _ in range(200):
+            conn.send_frame(orjson.dumps(event))
+        conn.send_frame(b'{"type":"session.updated","session":{"type":"realtime"}}')
+    with HostileServer(_ws_then(send)) as srv:
+        h.call("u-shape")
+        h.create("u-shape", host=srv.url)
+        h.connected("u-shape")
+        assert h.wait_server_event("u-shape", "session.updated")
+        assert registry.get("u-shape").state == "connected"
+        warnings = [line for line in h.logs if line.startswith("WARNING")]
+        assert len(warnings) < 20, warnings[:5]
