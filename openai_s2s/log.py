@@ -16,17 +16,34 @@ DEBUG, INFO, NOTICE, WARNING, ERR = "DEBUG", "INFO", "NOTICE", "WARNING", "ERR"
 _PY_LEVELS = {DEBUG: logging.DEBUG, INFO: logging.INFO, NOTICE: logging.INFO,
               WARNING: logging.WARNING, ERR: logging.ERROR}
 
-_secrets: "set[str]" = set()
+_secrets: Dict[str, int] = {}   # secret -> sessions using it
 _secrets_lock = threading.Lock()
 _sink: Optional[Callable[[str, str], None]] = None
 _pylog = logging.getLogger("openai_s2s")
 
 
 def add_secret(secret: Optional[str]) -> None:
-    """Remember a value that must never be written anywhere."""
+    """Remember a value that must never be written anywhere, until as many forget_secret()."""
     if secret and len(secret) >= 4:
         with _secrets_lock:
-            _secrets.add(secret)
+            _secrets[secret] = _secrets.get(secret, 0) + 1
+
+
+def forget_secret(secret: Optional[str]) -> None:
+    """One user of ``secret`` is done with it; the last one's call forgets it, so the set
+    stays as large as the keys in use."""
+    if secret and len(secret) >= 4:
+        with _secrets_lock:
+            count = _secrets.get(secret, 0) - 1
+            if count > 0:
+                _secrets[secret] = count
+            else:
+                _secrets.pop(secret, None)
+
+
+def secrets_kept() -> int:
+    with _secrets_lock:
+        return len(_secrets)
 
 
 # OpenAI's keys (sk-..., sk-proj-...) and Azure's (32 hex digits), wherever they turn up

@@ -50,18 +50,3 @@ def test_internal_error_is_an_err_line_not_a_traceback():
             raise ZeroDivisionError("boom")
     reply = execute("u1 session.create h v1/realtime bearer k", Broken())
     assert reply == "-ERR internal error (details in the switch log)"
-
-
-def test_instructions_file_only_from_the_configured_directory(tmp_path):
-    (tmp_path / "agent.txt").write_text("Be brief.")
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "x.txt").write_text("nested")
-    outside = tmp_path.parent / "outside.txt"
-    outside.write_text("secret")
-    assert commands.read_instructions("agent.txt", str(tmp_path)) == "Be brief."
-    assert commands.read_instructions("sub/x.txt", str(tmp_path)) == "nested"
-    for bad in ("../outside.txt", str(outside), "", "missing.txt"):
-        with pytest.raises(commands.CommandError):
-            commands.read_instructions(bad, str(tmp_path))
-    with pytest.raises(commands.CommandError, match="instructions-dir"):
-        commands.read_instructions("agent.txt", None)

@@ -139,3 +139,17 @@ def test_a_server_event_of_the_wrong_shape_is_dropped_and_the_call_goes_on(h, ev
         assert registry.get("u-shape").state == "connected"
         warnings = [line for line in h.logs if line.startswith("WARNING")]
         assert len(warnings) < 20, warnings[:5]
+
+
+def test_a_key_is_kept_for_redaction_only_while_a_session_uses_it(h):
+    from openai_s2s import log
+    other = "sk-other-0123456789-abcdef"
+    for uuid in ("u-k1", "u-k2"):
+        h.call(uuid)
+        assert h.create(uuid, key=other).startswith("+OK")
+    assert other in log._secrets
+    h.api("u-k1 session.delete")
+    assert other in log._secrets            # u-k2 still sends it
+    h.api("u-k2 session.delete")
+    assert other not in log._secrets
+    assert log.redact(f"x {other} y") == "x *** y"   # still scrubbed by its shape

@@ -246,3 +246,29 @@ def test_sockaddr_in_layout():
     # the port in network order and the address; the family's byte order is proven by the
     # datagrams that reach SwitchSide in the tests above
     assert len(addr) == 16 and addr[2:4] == b"\x12\x34" and addr[4:8] == b"\x7f\x00\x00\x01"
+
+
+def test_after_a_codec_change_frames_of_another_size_are_neither_taken_nor_answered(loop):
+    """A re-INVITE changes the size of the park loop's datagrams: the module's frames, of the
+    old size, would be partial frames there, so it sends none until the size is back."""
+    switch, engine = SwitchSide(), Engine([_frame(i) for i in range(200)])
+    call = _attach(loop, switch, engine)
+    switch.send(_frame(1))
+    assert wait_until(lambda: call.stats()["frames_written"] > 3)
+    switch.sock.settimeout(0.2)
+    for _ in range(3):
+        switch.send(_frame(2, size=640))          # 16 kHz now
+    assert wait_until(lambda: call.stats()["frames_mismatched"] == 3)
+    time.sleep(0.1)
+    while True:                                   # what was already on its way
+        try:
+            switch.sock.recv(8192)
+        except socket.timeout:
+            break
+    written = call.stats()["frames_written"]
+    time.sleep(0.2)
+    assert call.stats()["frames_written"] == written, "it kept sending frames of the old size"
+    assert _frame(2, size=640) not in engine.captured
+    switch.send(_frame(3))                        # back to the call's size: it goes on
+    assert wait_until(lambda: call.stats()["frames_written"] > written)
+    call.detach()

@@ -27,12 +27,14 @@ class Housekeeping:
         self._writes_seen: Optional[int] = None
         self._writes_at = 0.0
         self._warned_no_writes = False
+        self._warned_mismatch = False
 
     def tick(self, now: float) -> None:
         session = self.session
         if now >= self._next:
             self._next = now + TICK
             self._check_writes(now)
+            self._check_frames()
             self._playback()
             self._overruns(now)
         # Silence from the server for two ping intervals (and a send timeout) ends the call;
@@ -80,6 +82,16 @@ class Housekeeping:
             else:
                 body = events.body(direction="playout", dropped_deltas=new)
             session.fire(events.BUFFER_OVERRUN, body)
+
+    def _check_frames(self) -> None:
+        """Say once if the channel's frames changed size (a codec change mid-call): the media
+        path then neither plays nor takes them rather than write partial frames."""
+        session = self.session
+        if not self._warned_mismatch and getattr(session.call, "frames_mismatched", 0):
+            self._warned_mismatch = True
+            log(WARNING, f"[{session.uuid}] the channel's frames are no longer {session.call.frame_samples} "
+                         f"samples at {session.call.rate} Hz (a codec change mid-call?): its audio is "
+                         "skipped; session.delete and session.create again to follow the new codec")
 
     def _check_writes(self, now: float) -> None:
         """Say once if the channel stops writing: with the media bug, the caller's audio is

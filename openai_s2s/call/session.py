@@ -23,7 +23,7 @@ import orjson
 import websocket
 
 from .. import process
-from ..log import ERR, INFO, Folded, log
+from ..log import ERR, INFO, Folded, add_secret, forget_secret, log
 from ..media.codec import DownlinkDecoder
 from ..media.formats import PCM24
 from ..media.playout import PlayoutBuffer
@@ -65,12 +65,14 @@ def _cut(sock: Any) -> None:
 
 class Session:
     def __init__(self, switch: Any, call: CallMedia, endpoint: Endpoint,
-                 options: Dict[str, Any], generation: str):
+                 options: Dict[str, Any], generation: str, secret: Optional[str] = None):
         self.switch = switch
         self.call = call
         self.uuid = call.uuid
         self.endpoint = endpoint
         self.options = options
+        self._secret = secret      # redacted from every log line while a session uses it
+        add_secret(secret)
         self.proto = RealtimeProtocol(generation, options["hold_response_create"],
                                       options["idle_timeout_action"])
         self.playout = PlayoutBuffer(call.rate, call.frame_samples, options["playout_max_ms"])
@@ -188,6 +190,7 @@ class Session:
             self._silent = True
         self.warn.flush()
         registry.remove(self.uuid, self)
+        forget_secret(self._secret)
         self._closed.set()
         log(INFO, f"[{self.uuid}] session ended: {reason}")
         if not registry.all_sessions():

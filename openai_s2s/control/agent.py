@@ -19,6 +19,7 @@ from ..call import registry
 from ..log import INFO, WARNING, log
 from ..media.formats import BY_NAME
 from . import commands, config
+from .instructions import InstructionsError, read_instructions
 
 GetVar = Callable[[str], Optional[str]]
 P = config.VAR_PREFIX
@@ -86,8 +87,8 @@ def plan(get_var: GetVar, rate: int, instructions_dir: Optional[str]) -> AgentPl
 
 def _read(name: str, directory: Optional[str]) -> str:
     try:
-        return commands.read_instructions(name, directory)
-    except commands.CommandError as exc:
+        return read_instructions(name, directory)
+    except InstructionsError as exc:
         raise AgentError(str(exc)) from None
 
 

@@ -7,7 +7,6 @@ the switch.
 """
 from __future__ import annotations
 
-import os
 import re
 import threading
 import traceback
@@ -18,10 +17,11 @@ import orjson
 from .. import process
 from ..call import registry
 from ..call.session import Session
-from ..log import DEBUG, ERR, INFO, add_secret, log, looks_like_key, redact
+from ..log import DEBUG, ERR, INFO, forget_secret, log, looks_like_key, redact
 from ..realtime.endpoint import AUTH_TYPES, build_endpoint, key_refusal
 from ..realtime.protocol import BETA, ClientEventError, generation_for_path
 from . import config
+from .instructions import InstructionsError, read_instructions
 
 API_NAME = "uuid_openai_s2s"
 SYNTAX = (f"{API_NAME} <uuid> session.create <host> <path> <bearer|query|api-key> [api-key] | "
@@ -30,7 +30,6 @@ SYNTAX = (f"{API_NAME} <uuid> session.create <host> <path> <bearer|query|api-key
           f"{API_NAME} <uuid> pause|resume | {API_NAME} <uuid> mute|unmute [user|model|all]")
 COMMANDS = ("session.create", "client.event", "session.delete", "status",
             "pause", "resume", "mute", "unmute")
-MAX_INSTRUCTIONS_BYTES = 1 << 20
 
 
 class CommandError(Exception):
@@ -159,7 +158,6 @@ def _create(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) ->
     if not api_key:
         raise CommandError("no api-key: give one, or set openai_s2s_api_key, the config file's "
                            "api-key, or OPENAI_API_KEY in the switch's environment")
-    add_secret(api_key)
     generation = generation_for_path(path, options["protocol"])
     try:
         endpoint = build_endpoint(host, path, auth_type, api_key, beta=generation == BETA,
@@ -170,13 +168,15 @@ def _create(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) ->
     if refusal:
         raise CommandError(refusal)
     process.first_session()
-    session = Session(switch, call, endpoint, options, generation)
+    session = Session(switch, call, endpoint, options, generation, secret=api_key)
     if not registry.add(uuid, session):
+        forget_secret(api_key)
         raise CommandError(f"a session already exists on {shown(uuid)}; session.delete it first")
     try:
         session.start()
     except Exception as exc:
         registry.remove(uuid, session)
+        forget_secret(api_key)
         raise CommandError(f"cannot attach to the call's media: {exc}") from None
     log(INFO, f"[{uuid}] session.create {endpoint.display_url} ({generation}, {auth_type})")
     return f"+OK connecting to {endpoint.display_url} ({generation})"
@@ -218,27 +218,10 @@ def _resolve_instructions(event: Dict[str, Any], directory: Optional[str]) -> No
             continue
         value = holder.get("instructions")
         if isinstance(value, str) and value.startswith("file://"):
-            holder["instructions"] = read_instructions(value[len("file://"):], directory)
-
-
-def read_instructions(name: str, directory: Optional[str]) -> str:
-    if not directory:
-        raise CommandError("file:// instructions need instructions-dir in openai_s2s.conf.xml")
-    base = os.path.realpath(directory)
-    path = os.path.realpath(os.path.join(base, name))
-    if not name or os.path.isabs(name) or not path.startswith(base + os.sep):
-        raise CommandError(f"instructions file {name!r} is outside the instructions directory")
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_INSTRUCTIONS_BYTES + 1)
-    except OSError as exc:
-        raise CommandError(f"instructions file {name!r}: {exc.strerror}") from None
-    if len(data) > MAX_INSTRUCTIONS_BYTES:
-        raise CommandError(f"instructions file {name!r} is larger than {MAX_INSTRUCTIONS_BYTES} bytes")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise CommandError(f"instructions file {name!r} is not UTF-8") from None
+            try:
+                holder["instructions"] = read_instructions(value[len("file://"):], directory)
+            except InstructionsError as exc:
+                raise CommandError(str(exc)) from None
 
 
 # -- the rest ---------------------------------------------------------------------------

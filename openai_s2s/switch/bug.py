@@ -57,6 +57,15 @@ def _bug_callback(bug, user_data, abc_type):  # media thread
 _NO_CALLBACK = native.MEDIA_BUG_CALLBACK()   # a NULL function pointer: the switch calls nothing
 
 
+def frame_fits(size: int, datalen: int, buflen: int) -> bool:
+    """A frame of ``size`` bytes may replace or mix into the channel's frame only when they are
+    the same size. After a codec or rate change mid-call (a re-INVITE) the channel's frames are
+    another size, and writing ours would leave a partial frame."""
+    if datalen:
+        return datalen == size
+    return not buflen or buflen >= size
+
+
 class FsCall:
     """One channel, by uuid. Holds no session pointer between calls: it locates each time."""
 
@@ -77,8 +86,10 @@ class FsCall:
         self._frame.data = ctypes.cast(self._read_buf, ctypes.c_void_p)
         self._frame.buflen = native.SWITCH_RECOMMENDED_BUFFER_SIZE
         self._lock = threading.Lock()   # attach/detach only; never taken on the media thread
+        self.frame_bytes = frame_samples * 2
         self.frames_read = 0
         self.frames_written = 0
+        self.frames_mismatched = 0   # frames of another size than the call's: a codec change mid-call
         self.write_callbacks = 0
         self.gaps = GapMeter()        # between WRITE_REPLACE callbacks
         self.callback_seconds = 0.0     # CPU time in our media callbacks (the module's media cost)
@@ -202,7 +213,8 @@ class FsCall:
 
     def stats(self) -> Dict[str, float]:
         return {"media": "bug", "frames_read": self.frames_read, "frames_written": self.frames_written,
-                "write_callbacks": self.write_callbacks, **self.gaps.stats(),
+                "write_callbacks": self.write_callbacks, "frames_mismatched": self.frames_mismatched,
+                **self.gaps.stats(),
                 "callback_ms": round(self.callback_seconds * 1000, 1)}
 
     # media thread --------------------------------------------------------------
@@ -221,6 +233,9 @@ class FsCall:
             if self.lib.switch_core_media_bug_read(bug, ctypes.byref(frame), native.SWITCH_TRUE) \
                     != native.SWITCH_STATUS_SUCCESS or not frame.datalen:
                 return
+            if frame.datalen != self.frame_bytes:   # the codec changed mid-call: not our rate
+                self.frames_mismatched += 1
+                continue
             self.frames_read += 1
             self._capture(ctypes.string_at(frame.data, frame.datalen))
 
@@ -234,7 +249,10 @@ class FsCall:
         if not frame:
             return
         out = frame.contents
-        size = min(len(pcm), out.buflen or len(pcm), out.datalen or len(pcm))
+        if not frame_fits(len(pcm), out.datalen, out.buflen):
+            self.frames_mismatched += 1
+            return
+        size = len(pcm)
         if self.mix and out.datalen:
             mine = np.frombuffer(pcm, dtype="<i2", count=size // 2).astype(np.int32)
             theirs = np.ctypeslib.as_array(ctypes.cast(out.data, ctypes.POINTER(ctypes.c_int16)), (size // 2,))

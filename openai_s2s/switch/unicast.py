@@ -250,6 +250,9 @@ class UnicastCall:
         self.gaps = GapMeter()   # between frames offered to the switch (sent, or nothing to send)
         # counters, written by the loop's thread only
         self.frames_read = self.frames_written = self.ticks = self.send_failures = self.errors = 0
+        self.frame_bytes = channel.frame_samples * 2
+        self.frames_mismatched = 0
+        self._mismatched = False
         self.callback_seconds = 0.0
 
     def variable(self, name: str) -> Optional[str]:
@@ -283,11 +286,18 @@ class UnicastCall:
     def stats(self) -> Dict[str, Any]:
         return {"media": "unicast", "unicast_port": self._fs_port,
                 "frames_read": self.frames_read, "frames_written": self.frames_written,
-                "ticks": self.ticks, "send_failures": self.send_failures, "errors": self.errors, **self.gaps.stats(),
+                "ticks": self.ticks, "send_failures": self.send_failures, "errors": self.errors,
+                "frames_mismatched": self.frames_mismatched, **self.gaps.stats(),
                 "callback_ms": round(self.callback_seconds * 1000, 1)}
 
     # the loop's thread ------------------------------------------------------------
     def _datagram(self, pcm: bytes) -> None:
+        # The park loop sends the channel's frames as they are: another size means the codec
+        # changed mid-call. Neither take them nor send ours (they would be partial frames there).
+        self._mismatched = len(pcm) != self.frame_bytes
+        if self._mismatched:
+            self.frames_mismatched += 1
+            return
         self.frames_read += 1
         self._capture(pcm)
 
@@ -319,7 +329,7 @@ class UnicastCall:
         self.gaps.frame(now)
         self.ticks += 1
         pcm = self._playout()
-        if pcm is None:
+        if pcm is None or self._mismatched:
             return
         if self._loop.send(self._address, self._fs_port, pcm):
             self.frames_written += 1
