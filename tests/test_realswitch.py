@@ -392,12 +392,35 @@ def test_dialplan_agent_app(fs, esl, server):
     no_leftovers(fs, esl, b)
 
 
+def test_delete_while_the_server_stalls_the_upgrade(fs, esl):
+    """A session.delete answers at once and the switch hears connect_failed, once, before it."""
+    from hostile import HostileServer
+    with HostileServer(lambda conn: conn.sock.recv(1)) as stalling:
+        a, b, _ = new_call(fs, esl, "stalled")
+        api(esl, f"uuid_setvar {b} openai_s2s_connect_timeout 30")
+        assert api(esl, f"uuid_openai_s2s {b} session.create {stalling.url} v1/realtime bearer {KEY}").startswith("+OK")
+        deadline = time.monotonic() + 5
+        while not stalling.conns and time.monotonic() < deadline:
+            esl.wait(0.05)
+        started = time.monotonic()
+        assert api(esl, f"uuid_openai_s2s {b} session.delete") == "+OK session deleted"
+        assert time.monotonic() - started < 5, "session.delete waited for the connect"
+        told = wait_event(esl, "openai_s2s::connect_failed", lambda e: e.get("Unique-ID") == b)
+        assert told is not None and orjson.loads(told["_body"]) == {"reason": "session.delete"}
+        esl.wait(0.5)
+        assert not [e for e in esl.events if e.get("Unique-ID") == b
+                    and e.get("Event-Subclass") in ("openai_s2s::connect", "openai_s2s::disconnect")]
+        api(esl, f"uuid_kill {a}")
+        no_leftovers(fs, esl, b)
+
+
 def test_shutdown_with_sessions_active(fs, esl, server):
-    """Last: shut the switch down with two live sessions; it must exit cleanly."""
-    calls = [new_call(fs, esl, f"shutdown{i}") for i in range(2)]
+    """Last: shut the switch down with 50 live sessions; it must exit cleanly."""
+    calls = [new_call(fs, esl, f"shutdown{i}") for i in range(50)]
     for a, b, _ in calls:
         api(esl, f"uuid_openai_s2s {b} session.create {server.url} v1/realtime bearer {KEY}")
-        assert wait_event(esl, "openai_s2s::connect", lambda e, b=b: e.get("Unique-ID") == b)
+    for a, b, _ in calls:
+        assert wait_event(esl, "openai_s2s::connect", lambda e, b=b: e.get("Unique-ID") == b, timeout=20)
         api(esl, f"uuid_openai_s2s {b} client.event {{\"type\":\"session.update\",\"session\":{{\"type\":\"realtime\"}}}}")
     assert fs.stop(timeout=40), "the switch did not exit by itself:\n" + fs.log_tail()
     log = fs.log_text()
