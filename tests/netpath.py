@@ -25,6 +25,7 @@ import ipaddress
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -81,6 +82,12 @@ def remove_stale() -> List[str]:
         name = line.split()[0] if line.split() else ""
         m = re.fullmatch(re.escape(PREFIX) + r"(\d+)-\d+", name)
         if m and not _alive(int(m.group(1))):
+            # its server and relay would end at their lifetime anyway; end them now
+            for pid in run("ip", "netns", "pids", name, check=False).stdout.split():
+                try:
+                    os.kill(int(pid), signal.SIGTERM)
+                except (ProcessLookupError, ValueError):
+                    pass
             run("ip", "netns", "delete", name, check=False)
             removed.append(name)
     for line in run("ip", "-o", "link", "show", check=False).stdout.splitlines():

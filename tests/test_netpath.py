@@ -108,3 +108,21 @@ def test_a_path_that_goes_black_mid_call_ends_the_session_with_a_ping_timeout(h,
     assert orjson.loads(gone[1])["reason"] == "ping timeout", gone[1]
     assert wait_until(lambda: registry.get("n-dark") is None, 10)
     assert sum(path.dropped()) > 0
+
+
+def test_the_path_is_what_the_tests_say_it_is(path):
+    """MTU 1500 on both ends, a tbf rate cap, the loss rule, and the relay's delay (a request
+    across it cannot be answered in less than two of its minimum delays)."""
+    import socket
+    from netpath import RELAY_PORT, run
+    for prefix, dev in (((), path.veth), (("ip", "netns", "exec", path.ns), path.peer)):
+        assert " mtu 1500 " in run(*prefix, "ip", "-o", "link", "show", dev).stdout
+        assert "tbf" in run(*prefix, "tc", "qdisc", "show", "dev", dev).stdout
+    rules = run("nft", "list", "table", "inet", path.table).stdout
+    assert rules.count("numgen random mod 1000 < 5") == 2, rules
+    with socket.create_connection((path.far, RELAY_PORT), timeout=5) as sock:
+        sock.settimeout(5)
+        started = time.monotonic()
+        sock.sendall(b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 404")
+        assert time.monotonic() - started >= 2 * path.delay[0]
