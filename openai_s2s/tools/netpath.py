@@ -9,15 +9,16 @@
 
 The engine connects to ``NetPath.url`` (the relay, across the veth); the relay forwards to the
 local server in the same namespace. The kernel has no netem, so the delay is the relay's
-(tests/delayrelay.py); loss is an nftables rule in a table of our own, and ``blackhole()``
+(openai_s2s/tools/delayrelay.py); loss is an nftables rule in a table of our own, and ``blackhole()``
 adds a rule there that drops everything on the veth, as a path that dies mid-call.
 
 Everything is named after this process's id, removed on exit even after a failure, and a
 previous run's leftovers (a namespace, veth or table whose process is gone) are removed first.
 The server and the relay end by themselves after ``lifetime`` seconds in any case.
 
-Skips (pytest.skip, with the reason) where namespaces cannot be made: not root, a tool missing
-(ip, tc, nft), or the kernel refusing a namespace.
+Where namespaces cannot be made (not root, a tool missing: ip, tc, nft; the kernel refusing a
+namespace) it raises :class:`NetPathUnavailable` with the reason: the tests skip on it, the soak
+command says it. Used by tests/test_netpath.py and bench/soak.py.
 """
 from __future__ import annotations
 
@@ -32,10 +33,9 @@ import tempfile
 import time
 from typing import List, Optional, Sequence
 
-import pytest
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RELAY = os.path.join(REPO, "tests", "delayrelay.py")
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))   # the checkout: the server runs from it
+RELAY = os.path.join(HERE, "delayrelay.py")
 PREFIX = "s2snet-"
 TABLE_PREFIX = "s2snet_"
 SUBNET = ipaddress.ip_network("10.203.7.0/24")   # /30s are cut from this, never anything else
@@ -44,6 +44,10 @@ KEY_OVER_WS = ('<configuration name="openai_s2s.conf"><settings>'
                '<param name="key-over-ws" value="true"/></settings></configuration>')
 
 _made = 0
+
+
+class NetPathUnavailable(RuntimeError):
+    """No namespace can be made here; the message says why."""
 
 
 def run(*args: str, check: bool = True, timeout: float = 10) -> subprocess.CompletedProcess:
@@ -148,12 +152,12 @@ class NetPath:
     def __enter__(self) -> "NetPath":
         reason = why_not()
         if reason:
-            pytest.skip(reason)
+            raise NetPathUnavailable(reason)
         remove_stale()
         try:
             done = run("ip", "netns", "add", self.ns, check=False)
             if done.returncode:
-                pytest.skip(f"cannot make a network namespace: {done.stderr.strip()}")
+                raise NetPathUnavailable(f"cannot make a network namespace: {done.stderr.strip()}")
             self._made_ns = True
             self._build()
             self._start_server()
@@ -161,7 +165,7 @@ class NetPath:
         except RuntimeError as e:
             self.close()
             if "Operation not permitted" in str(e):   # a namespace, but no CAP_NET_ADMIN in it
-                pytest.skip(f"cannot build the path: {e}")
+                raise NetPathUnavailable(f"cannot build the path: {e}") from None
             raise
         except BaseException:
             self.close()
@@ -271,24 +275,3 @@ class NetPath:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-@pytest.fixture
-def netpath():
-    with NetPath() as path:
-        yield path
-
-
-@pytest.fixture
-def netpath_factory():
-    """A function making NetPaths with other settings; all of them are torn down after."""
-    made: List[NetPath] = []
-
-    def make(**settings) -> NetPath:
-        path = NetPath(**settings)
-        made.append(path)
-        return path.__enter__()
-
-    yield make
-    for path in reversed(made):
-        path.close()
