@@ -47,7 +47,7 @@ def secrets_kept() -> int:
 
 
 # OpenAI's keys (sk-..., sk-proj-...) and Azure's (32 hex digits), wherever they turn up
-_KEYISH = re.compile(r"\bsk-[A-Za-z0-9_-]{8,}|\b[0-9a-fA-F]{32}\b")
+_KEYISH = re.compile(r"\b[sS][kK]-[A-Za-z0-9_-]{8,}|\b[0-9a-fA-F]{32}\b")
 
 
 def looks_like_key(text: str) -> bool:

@@ -40,13 +40,18 @@ from .status import session_status
 from .uplink import UplinkSender
 
 JOIN_TIMEOUT = 3.0
+CLOSE_WAIT = 0.5     # seconds the server has to answer our close before the socket is cut
 
 
 def _shutdown(ws: websocket.WebSocket) -> None:
     """Close the socket, but not in the middle of the pump's write: the pump writes by file
     descriptor (frames.FrameWriter), and a descriptor closed under it could be reused by
-    another call's new socket. The pump never holds the lock for long; a receiver stuck in a
-    pong to a server that stopped reading may, so the wait is bounded."""
+    another call's new socket. A shutdown first, which keeps the descriptor, ends at once
+    whatever waits on the socket (the pump finishing a frame to a server that stopped reading,
+    the receiver's poll); then the lock comes free and the socket is closed under it."""
+    sock = getattr(ws, "sock", None)
+    if sock is not None:
+        _cut(sock)
     lock = getattr(ws, "lock", None)
     held = lock.acquire(timeout=1.0) if lock is not None else False
     try:
@@ -174,7 +179,7 @@ class Session:
                 pass
         thread = self.receiver.thread
         if thread is not threading.current_thread() and thread.is_alive():
-            thread.join(JOIN_TIMEOUT / 2)
+            thread.join(CLOSE_WAIT)
             if thread.is_alive() and ws is not None:
                 _shutdown(ws)  # a server that never answers the close is cut off here
                 thread.join(JOIN_TIMEOUT / 2)

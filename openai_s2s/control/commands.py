@@ -7,6 +7,7 @@ the switch.
 """
 from __future__ import annotations
 
+import json
 import re
 import threading
 import traceback
@@ -82,21 +83,26 @@ def _reply(line: Union[str, bytes], switch: Any) -> str:
         return "-ERR internal error (details in the switch log)"
 
 
-_CONTROL = {c: "?" for c in list(range(32)) + [127]}
-
-
 def one_line(text: str) -> str:
-    """The reply as one line: control characters (CR, LF, NUL, ESC, ...) become '?'."""
-    return text.translate(_CONTROL)
+    """The reply as one printable line: anything else (CR, LF, NUL, ESC, U+2028, U+0085,
+    zero-width characters, ...) becomes '?'."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
-_TOKEN = re.compile(r"[A-Za-z0-9._:/@+-]{1,64}")
+# What a reply may repeat of an argument: a word shaped like what belongs there. A key typed
+# into the wrong place (keys are long, mixed-case, with digits) must not come back.
+_SHAPES = {
+    "uuid": re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}|[A-Za-z0-9._-]{1,16}"),
+    "word": re.compile(r"[a-z][a-z._-]{0,23}"),
+}
 
 
-def shown(arg: str, quote: bool = False) -> str:
-    """An argument as a reply may repeat it: a short plain token that cannot be a key, else
-    a note that it is not shown (a key typed into the wrong place must not come back)."""
-    if _TOKEN.fullmatch(arg) and not looks_like_key(arg):
+def shown(arg: str, quote: bool = False, shape: str = "uuid") -> str:
+    """``arg`` if it has the shape of what belongs in its place and cannot be a key, else a
+    note that it is not shown."""
+    if _SHAPES[shape].fullmatch(arg) and not looks_like_key(arg):
         return repr(arg) if quote else arg
     return "(not shown)"
 
@@ -116,7 +122,7 @@ def _execute(line: str, switch: Any) -> str:
     uuid, command = words[0], words[1]
     handler = _HANDLERS.get(command)
     if handler is None:
-        raise CommandError(f"unknown command {shown(command, quote=True)} (one of: {', '.join(COMMANDS)})")
+        raise CommandError(f"unknown command {shown(command, quote=True, shape='word')} (one of: {', '.join(COMMANDS)})")
     return handler(switch, uuid, words[2:], lambda: _rest_after(line, words, sep, 2))
 
 
@@ -133,7 +139,7 @@ def _create(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) ->
         return _usage("<uuid> session.create <host> <path> <bearer|query|api-key> [api-key]")
     host, path, auth_type = args[0], args[1], args[2].lower()
     if auth_type not in AUTH_TYPES:
-        raise CommandError(f"unknown auth-type {shown(args[2], quote=True)} (one of: {', '.join(AUTH_TYPES)})")
+        raise CommandError(f"unknown auth-type {shown(args[2], quote=True, shape='word')} (one of: {', '.join(AUTH_TYPES)})")
     if registry.get(uuid) is not None:
         raise CommandError(f"a session already exists on {shown(uuid)}; session.delete it first")
     call = switch.find_call(uuid)
@@ -199,6 +205,12 @@ def _client_event(switch: Any, uuid: str, args: List[str], rest: Callable[[], st
         raise CommandError("client.event must be a JSON object")
     if not isinstance(event.get("type"), str) or not event["type"]:
         raise CommandError('client.event needs a string "type"')
+    try:   # what cannot be sent must be refused now, before any state changes
+        orjson.dumps(event)
+    except orjson.JSONEncodeError as exc:
+        raise CommandError(f"client.event cannot be sent: {exc}") from None
+    if _LONG_DIGITS.search(text):
+        _refuse_wide_integers(text)
     _resolve_instructions(event, session.options.get("instructions_dir"))
     try:
         session.client_event(event, len(text))
@@ -208,6 +220,22 @@ def _client_event(switch: Any, uuid: str, args: List[str], rest: Callable[[], st
         raise CommandError(str(exc)) from None
     log(DEBUG, f"[{uuid}] client.event {event['type']} queued")
     return f"+OK {event['type']} queued"
+
+
+_LONG_DIGITS = re.compile(r"\d{20}")
+
+
+def _wide(literal: str) -> int:
+    value = int(literal)
+    if not -(1 << 63) <= value < 1 << 64:
+        raise CommandError(f"client.event holds an integer JSON cannot carry exactly ({literal[:24]}...)")
+    return value
+
+
+def _refuse_wide_integers(text: str) -> None:
+    """orjson reads an integer past 64 bits as a float, so the server would get another number:
+    refuse it. Only the (rare) events with a run of 20 digits are read a second time."""
+    json.loads(text, parse_int=_wide)
 
 
 def _resolve_instructions(event: Dict[str, Any], directory: Optional[str]) -> None:

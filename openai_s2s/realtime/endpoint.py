@@ -34,8 +34,10 @@ def build_endpoint(host: str, path: str, auth_type: str, api_key: Optional[str],
     # Everything here reaches the upgrade request: a space would split its request line, and
     # CR, LF or NUL would end a header early and let the rest be read as another.
     for what, value in (("host", host), ("path", path)):
-        if _UNSAFE.search(value):
+        if _UNSAFE.search(value) or not value.isprintable():
             raise ValueError(f"the {what} holds a space or a control character")
+    if not path.isascii():
+        raise ValueError("the path must be ASCII (percent-encode anything else)")
     if api_key is not None and _CONTROL.search(api_key):
         raise ValueError("the api-key holds a control character")
     for name, value in (extra_headers or {}).items():
@@ -45,7 +47,16 @@ def build_endpoint(host: str, path: str, auth_type: str, api_key: Optional[str],
         parts = urlsplit(host)
         if parts.scheme not in ("ws", "wss") or not parts.hostname or "@" in parts.netloc:
             raise ValueError(f"host URL must be ws:// or wss:// with a host and no user, not {host!r}")
-        parts.port   # raises ValueError for a port that is no number or out of range
+    else:
+        parts = urlsplit(f"wss://{host}")
+    try:
+        port = parts.port   # ValueError for a port that is no number or out of range
+        (parts.hostname or "").encode("idna")
+    except (ValueError, UnicodeError) as exc:
+        raise ValueError(f"bad host: {exc}") from None
+    if port is not None and port < 1:
+        raise ValueError("bad host: the port must be 1-65535")
+    if "://" in host:
         base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
     else:
         if not host or any(c in host for c in "/?#@ "):

@@ -138,6 +138,7 @@ class RealtimeProtocol:
         self.session_updated = False
         self.response_id: Optional[str] = None      # set while a response is in progress
         self.audio_response: Optional[str] = None   # the response whose audio came last
+        self.audio_open = False                     # audio has come since its last end
         self.discarded_responses: "set[str]" = set()  # cut off by barge-in: drop their audio
         self.held: List[Dict[str, Any]] = []
         self.end_reason: Optional[str] = None        # why the server is about to close
@@ -205,9 +206,9 @@ class RealtimeProtocol:
         try:
             event = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return [Log(WARNING, f"server sent a frame that is not JSON ({len(raw)} bytes); ignored")]
+            return [Log(WARNING, f"server sent a frame that is not JSON ({len(raw)} bytes); ignored", fold="json")]
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-            return [Log(WARNING, "server sent JSON without a type; ignored")]
+            return [Log(WARNING, "server sent JSON without a type; ignored", fold="json")]
         kind = event["type"]
         try:
             if kind in AUDIO_DELTA:
@@ -233,6 +234,7 @@ class RealtimeProtocol:
             return [Log(WARNING, "audio delta with bad base64; ignored", fold="delta")]
         item = _item_key(event)
         self.audio_response = response_id if isinstance(response_id, str) else None
+        self.audio_open = True
         return [Play(item, payload)]
 
     def _on_session_created(self, event: Dict[str, Any]) -> List[Action]:
@@ -271,13 +273,16 @@ class RealtimeProtocol:
             self.response_id = None
         # A response can end without its audio-done event (cancelled, failed, cut short):
         # its audio is complete all the same, or playout would wait for more for ever.
-        if done_id is None or done_id == self.audio_response:
-            self.audio_response = None
+        if self.audio_open and (done_id is None or done_id == self.audio_response
+                                or self.audio_response is None):
+            self.audio_response, self.audio_open = None, False
             return [EndAudio(("", 0))]
         return []
 
     def _on_audio_done(self, event: Dict[str, Any]) -> List[Action]:
-        return [EndAudio(_item_key(event))]
+        item = _item_key(event)
+        self.audio_open = False
+        return [EndAudio(item)]
 
     def _on_speech_started(self, event: Dict[str, Any]) -> List[Action]:
         return [Flush()]

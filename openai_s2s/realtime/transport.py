@@ -124,6 +124,9 @@ def limit_frames(ws: websocket.WebSocket, max_bytes: int) -> None:
             header = frames.header
             if header is not None and header[5]:
                 raise websocket.WebSocketProtocolException("the server masked a frame")
+            if header is not None and header[4] & 0x8 and (frames.length or 0) > 125:
+                raise websocket.WebSocketProtocolException(
+                    f"a control frame of {frames.length} bytes (at most 125)")
             if frames.length is not None and frames.length > max_bytes:
                 raise websocket.WebSocketProtocolException(
                     f"a frame of {frames.length} bytes is over max-frame-bytes ({max_bytes})")
