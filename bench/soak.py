@@ -34,6 +34,8 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench import KEY, PATH, TRIM_MODULE, rss_mb, session_update, talk_wav  # noqa: E402
 from openai_s2s.tools import testswitch as realswitch  # noqa: E402
 
+FORMAT = "pcmu"   # G.711 both ways: 64 kbit/s a direction, so 50 calls fit the path's cap
+
 
 def process_counts(pid: int) -> Dict[str, float]:
     return {"threads": len(os.listdir(f"/proc/{pid}/task")), "fds": len(os.listdir(f"/proc/{pid}/fd")),
@@ -93,7 +95,7 @@ class Soak:
                     time.sleep(0.25)
                 if not connected:
                     self.count("not_connected", f"{b}: {self.status(b).get('state')}")
-                elif not self.api(f"uuid_openai_s2s {b} client.event {session_update('pcm')}").startswith("+OK"):
+                elif not self.api(f"uuid_openai_s2s {b} client.event {session_update(FORMAT)}").startswith("+OK"):
                     self.count("update_failed", b)
             hold = rng.uniform(self.min_call, self.max_call)
             time.sleep(max(0.0, min(hold, self.deadline - time.monotonic())))
@@ -138,8 +140,9 @@ def main() -> int:
         if why:
             print(f"cannot run: {why}", file=sys.stderr)
             return 2
-        path = netpath.NetPath(api_key=KEY, lifetime=args.minutes * 60 + 900,
-                               server_args=("--reply", "echo", "--no-record")).__enter__()
+        cycles = int(args.calls * args.minutes * 60 / args.min_call * 1.5) + 10   # the relay's bound
+        path = netpath.NetPath(api_key=KEY, lifetime=args.minutes * 60 + 900, rate="100mbit",
+                               max_conns=cycles, server_args=("--reply", "echo", "--no-record")).__enter__()
         server = None
         url = path.url
     else:

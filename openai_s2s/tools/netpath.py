@@ -132,7 +132,7 @@ class NetPath:
 
     def __init__(self, rate: str = "20mbit", loss_per_mille: int = 5, delay=(0.030, 0.050),
                  lifetime: float = 300.0, server_args: Sequence[str] = ("--speed", "4"),
-                 api_key: str = "sk-local-test", mtu: int = 1500):
+                 api_key: str = "sk-local-test", mtu: int = 1500, max_conns: int = 16):
         global _made
         _made += 1
         pid = os.getpid()
@@ -141,6 +141,7 @@ class NetPath:
         self.veth, self.peer = f"s2s{pid:x}x{_made % 10}a", f"s2s{pid:x}x{_made % 10}b"
         self.rate, self.loss, self.delay, self.mtu = rate, loss_per_mille, delay, mtu
         self.lifetime, self.server_args, self.api_key = lifetime, list(server_args), api_key
+        self.max_conns = max_conns   # connections the relay takes over its life
         self.procs: List[subprocess.Popen] = []
         self.outputs = {}
         self.logdir: Optional[str] = None
@@ -224,7 +225,7 @@ class NetPath:
         low, high = self.delay
         self._spawn("relay", [sys.executable, RELAY, "--listen", f"{self.far}:{RELAY_PORT}",
                               "--to", f"{self.far}:{SERVER_PORT}", "--min", str(low), "--max", str(high),
-                              "--lifetime", str(self.lifetime)], "relaying")
+                              "--lifetime", str(self.lifetime), "--max-conns", str(self.max_conns)], "relaying")
 
     # -- use --------------------------------------------------------------------------------
     @property
