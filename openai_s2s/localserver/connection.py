@@ -7,8 +7,7 @@ any thread.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from typing import Deque, Optional, Set
+from typing import Optional, Set
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -27,7 +26,6 @@ class Connection(Conversation):
     def __init__(self, server: ServerOptions, fault: Optional[str], loop: asyncio.AbstractEventLoop):
         super().__init__(server, fault)
         self.ws: Optional[ServerConnection] = None
-        self.outbox: Deque[bytes] = deque()   # type: ignore[assignment]
         self._loop = loop
         self._tasks: Set["asyncio.Task[None]"] = set()
         self._waker: Optional["asyncio.Future[None]"] = None
@@ -90,7 +88,7 @@ class Connection(Conversation):
                 if self.outbox:
                     await self.flush()
                 await self._pause(delay)
-            self.finish_response(status)
+            responses.finish(self, status)
             if self.outbox:
                 await self.flush()
         except ConnectionClosed:

@@ -7,7 +7,8 @@ that reads the events in and sends the queue out, and runs the streamed response
 from __future__ import annotations
 
 import base64
-from typing import Any, Callable, Dict, List, Optional
+from collections import deque
+from typing import Any, Callable, Deque, Dict, List, Optional
 
 import numpy as np
 import orjson
@@ -32,7 +33,7 @@ class Conversation:
         self.closed = False
         self.close_code: Optional[int] = None
         self.stopped = False                   # closing: nothing more goes out
-        self.outbox: List[bytes] = []
+        self.outbox: Deque[bytes] = deque()   # server events as JSON, for the I/O side to send
         self.events_sent = 0
         self.state = SessionState(self.generation)
         self.vad = EnergyVad()
@@ -129,7 +130,7 @@ class Conversation:
                             audio_end_ms=found.audio_end_ms)
             self._commit(found.item_id)
             if self.state.creates_response():
-                self._start_response({})
+                responses.start(self, {})
 
     def on_input_audio_buffer_commit(self, event: Dict[str, Any]) -> None:
         if not self.buffer:
@@ -168,7 +169,7 @@ class Conversation:
                         content_index=event.get("content_index", 0), audio_end_ms=end_ms)
 
     def on_response_create(self, event: Dict[str, Any]) -> None:
-        self._start_response(event.get("response") or {})
+        responses.start(self, event.get("response") or {})
 
     def on_response_cancel(self, event: Dict[str, Any]) -> None:
         if self.response is None:
@@ -180,7 +181,7 @@ class Conversation:
     def on_output_audio_buffer_clear(self, event: Dict[str, Any]) -> None:
         self._cancel()
 
-    # items and responses -----------------------------------------------------------------
+    # items -----------------------------------------------------------------------------
     def _commit(self, item_id: str) -> None:
         previous = self.items[-1]["id"] if self.items else None
         self.buffer = []
@@ -200,27 +201,3 @@ class Conversation:
     def _cancel(self) -> None:
         self.cancel_requested = True
         self.wake()
-
-    def _start_response(self, params: Dict[str, Any]) -> None:
-        if self.response is not None:
-            self.error("conversation_already_has_active_response",
-                       "Conversation already has an active response in progress.")
-            return
-        self.cancel_requested = False
-        self.response = {"id": new_id("resp"), "object": "realtime.response", "status": "in_progress",
-                         "output": []}
-        self.send_event("response.created", response=dict(self.response))
-        tools = params.get("tools") or self.state.tools
-        wants_tool = tools and not any(i.get("type") == "function_call_output" for i in self.items)
-        target = responses.function_call if wants_tool else responses.reply
-        self.run_response(target(self, tools, params))
-
-    def finish_response(self, status: str) -> None:
-        """``response.done`` for the response that has just ended with ``status``."""
-        response, self.response = self.response, None
-        if response is None or self.stopped:
-            return
-        response.update(status=status)
-        if status == "completed":
-            response["usage"] = {"total_tokens": 10, "input_tokens": 5, "output_tokens": 5}
-        self.send_event("response.done", response=response)

@@ -35,6 +35,36 @@ class Host(Protocol):
 
     def send_event(self, kind: str, **fields: Any) -> None: ...
 
+    def error(self, code: str, message: str) -> None: ...
+
+    def run_response(self, steps: Steps) -> None: ...
+
+
+def start(conv: Host, params: Dict[str, Any]) -> None:
+    """``response.create`` (or a turn's end): one response at a time, a tool call first."""
+    if conv.response is not None:
+        conv.error("conversation_already_has_active_response",
+                   "Conversation already has an active response in progress.")
+        return
+    conv.cancel_requested = False
+    conv.response = {"id": new_id("resp"), "object": "realtime.response", "status": "in_progress",
+                     "output": []}
+    conv.send_event("response.created", response=dict(conv.response))
+    tools = params.get("tools") or conv.state.tools
+    wants_tool = tools and not any(i.get("type") == "function_call_output" for i in conv.items)
+    conv.run_response((function_call if wants_tool else reply)(conv, tools, params))
+
+
+def finish(conv: Host, status: str) -> None:
+    """``response.done`` for the response that has just ended with ``status``."""
+    response, conv.response = conv.response, None
+    if response is None or conv.stopped:
+        return
+    response.update(status=status)
+    if status == "completed":
+        response["usage"] = {"total_tokens": 10, "input_tokens": 5, "output_tokens": 5}
+    conv.send_event("response.done", response=response)
+
 
 def example_args(tool: Dict[str, Any]) -> str:
     """Arguments that satisfy the tool's required parameters, as a JSON string."""

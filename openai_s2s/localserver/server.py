@@ -20,7 +20,8 @@ from .faults import Fault
 PATH_PREFIXES = ("/v1/realtime", "/openai/realtime", "/openai/v1/realtime")
 BAD_KEY = (b'{"error":{"message":"Incorrect API key provided",'
            b'"type":"invalid_request_error","code":"invalid_api_key"}}')
-CLOSE_TIMEOUT = 2.0        # for the client's answer to our close frame
+CLOSE_TIMEOUT = 2.0          # how long the client has to answer our close frame
+STOP_CLOSE_TIMEOUT = 0.5     # the same when the server stops: a test's teardown waits on it
 STALLED_CLOSE_TIMEOUT = 0.2  # a stalled connection reads nothing, that answer among it
 
 
@@ -100,7 +101,7 @@ class LocalRealtimeServer:
         closing = []
         for conn in self.connections:
             if conn.ws is not None:
-                conn.ws.close_timeout = STALLED_CLOSE_TIMEOUT if conn.faults.stall else CLOSE_TIMEOUT
+                conn.ws.close_timeout = STALLED_CLOSE_TIMEOUT if conn.faults.stall else STOP_CLOSE_TIMEOUT
                 conn.close(1001)
                 closing.append(conn.ws.wait_closed())
         await asyncio.gather(*closing, return_exceptions=True)
