@@ -109,6 +109,9 @@ class LocalRealtimeServer:
 
     async def _upgrade(self, ws: ServerConnection, request: Request) -> Optional[Response]:
         """Check the upgrade request; a refusal, or None to go on with the upgrade."""
+        # Small frames go out at once. asyncio sets TCP_NODELAY only on sockets whose proto is
+        # IPPROTO_TCP, and those accepted from socket.create_server's listener have proto 0.
+        ws.transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = Connection(self, self.fault, self._loop)
         conn.path = request.path
         conn.headers = {name.lower(): value for name, value in request.headers.raw_items()}
@@ -144,7 +147,6 @@ class LocalRealtimeServer:
         return None
 
     async def _handler(self, ws: ServerConnection) -> None:
-        # (asyncio sets TCP_NODELAY on every TCP transport by itself)
         await ws.s2s_connection.serve(ws)   # type: ignore[attr-defined]
 
     def stop(self) -> None:
