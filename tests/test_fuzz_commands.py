@@ -74,6 +74,8 @@ def _live(h: Harness) -> None:
     if registry.get("u-live") is None:
         assert h.create("u-live").startswith("+OK")
         assert wait_until(lambda: registry.get("u-live") is not None and registry.get("u-live").state == "connected", 5)
+        # the connect event and the server's session.created come just after: let them land
+        assert h.connected("u-live") and h.wait_server_event("u-live", "session.created")
 
 
 def _drop_others() -> None:

@@ -122,6 +122,18 @@ def test_no_import_cycles():
     assert cycles(graph()) == []
 
 
+def test_only_the_local_server_imports_websockets():
+    """websockets is the localserver extra: the switch runs without it."""
+    users = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            if any(name.split(".")[0] == "websockets" for name in names):
+                users.append(module_name(path))
+    assert users and all(name.startswith("openai_s2s.localserver") for name in users), users
+
+
 def test_the_guard_sees_an_upward_import_a_cycle_and_a_lazy_import(tmp_path):
     root = tmp_path / "openai_s2s"
     for sub in ("media", "switch", "tools"):

@@ -114,6 +114,16 @@ def send(ws, event, generation="ga"):
     ws.send(orjson.dumps(event).decode())
 
 
+def test_server_sends_small_frames_at_once(server):
+    """TCP_NODELAY on the server's side: Nagle would hold each delta back for the client's ACK."""
+    import socket
+    ws = connect(server)
+    recv_until(ws, "session.created")
+    sock = server.connections[0].ws.transport.get_extra_info("socket")
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    ws.close()
+
+
 def test_server_refuses_bad_key_and_path(server):
     with pytest.raises(websocket.WebSocketBadStatusException) as exc:
         connect(server, headers=["Authorization: Bearer nope"])

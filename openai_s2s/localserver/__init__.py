@@ -1,0 +1,32 @@
+"""A local server that speaks the OpenAI Realtime protocol (GA and beta) on loopback.
+
+For tests, for trying the module without a key, and as a load-test target::
+
+    python -m openai_s2s.localserver --port 8765 --api-key sk-local --reply echo
+
+It checks auth, detects speech by energy, answers each turn with audio streamed
+faster than real time (an echo of the caller's turn, or a tone) with a
+transcript, calls the first tool when tools are set, honours response.cancel
+and conversation.item.truncate, and can be told to misbehave (see :mod:`.faults`).
+
+The websocket side (handshake, framing, close codes, pings) is the ``websockets``
+package's asyncio server, all connections on one event-loop thread; it is the
+``localserver`` extra, and nothing the switch loads imports it.
+
+==================  ================================================================
+``server``          the server, its thread, the upgrade's checks and HTTP refusals
+``connection``      one websocket: reads, sends, paced responses, closing
+``conversation``    the protocol for one connection: client events in, server events out
+``session``         the session object per generation, and ``session.update``
+``vad``             speech detection by energy
+``responses``       streamed replies: echo or tone audio, transcripts, function calls
+``faults``          the ways it can be told to misbehave
+``audio``           wire audio <-> samples (formats and G.711 from ``openai_s2s.media``)
+``cli``             the command line
+==================  ================================================================
+"""
+from .cli import main
+from .connection import Connection
+from .server import LocalRealtimeServer
+
+__all__ = ["Connection", "LocalRealtimeServer", "main"]

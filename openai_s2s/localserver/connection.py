@@ -1,0 +1,145 @@
+"""A :class:`~.conversation.Conversation` on a websocket: websockets' asyncio server connection.
+
+Everything here runs on the server's one event loop thread: the reads, the sends, the paced
+responses (a task each) and the fault timers. :meth:`Connection.close` may be called from
+any thread.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Optional, Set
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from . import responses
+from .conversation import Conversation
+from .session import ServerOptions
+
+
+def _resolve(future: "asyncio.Future[None]") -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class Connection(Conversation):
+    def __init__(self, server: ServerOptions, fault: Optional[str], loop: asyncio.AbstractEventLoop):
+        super().__init__(server, fault)
+        self.ws: Optional[ServerConnection] = None
+        self._loop = loop
+        self._tasks: Set["asyncio.Task[None]"] = set()
+        self._waker: Optional["asyncio.Future[None]"] = None
+        self._close_task: Optional["asyncio.Task[None]"] = None
+
+    async def serve(self, ws: ServerConnection) -> None:
+        """The connection's life after the upgrade: session.created, the faults, then the reads."""
+        self.ws = ws
+        try:
+            self.begin()
+            await self.flush()
+            if self.faults.stall:
+                # websockets reads and answers pings by itself for as long as the transport
+                # reads, so a server that has stalled stops reading at the transport itself.
+                ws.transport.pause_reading()
+                await ws.wait_closed()
+                return
+            if self.faults.garbage:
+                await ws.send(b"this is not json {", text=True)
+            elif self.faults.binary:
+                await ws.send(b"\x00\x01\x02")
+            elif self.faults.expire_after is not None:
+                self._loop.call_later(self.faults.expire_after, self._expire)
+            while not self.stopped:
+                self.handle(await ws.recv(decode=False))
+                if self.outbox:
+                    await self.flush()
+        except ConnectionClosed:
+            pass
+        finally:
+            self.stopped = True
+            self.wake()
+            for task in list(self._tasks):
+                task.cancel()
+            if self._close_task is not None:
+                await self._close_task
+            self.close_code = self.close_code or ws.close_code
+            self.closed = True
+
+    async def flush(self) -> None:
+        """Send what is queued, in order. Each frame is written before ``send`` can wait
+        (for the socket to drain), so two flushes at once still keep the order."""
+        while self.outbox:
+            await self.ws.send(self.outbox.popleft(), text=True)
+
+    # streamed responses ----------------------------------------------------------------
+    def run_response(self, steps: responses.Steps) -> None:
+        task = self._loop.create_task(self._drive(steps))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drive(self, steps: responses.Steps) -> None:
+        try:
+            while True:
+                try:
+                    delay = next(steps)
+                except StopIteration as end:
+                    status = end.value
+                    break
+                if self.outbox:
+                    await self.flush()
+                await self._pause(delay)
+            responses.finish(self, status)
+            if self.outbox:
+                await self.flush()
+        except ConnectionClosed:
+            pass
+
+    async def _pause(self, delay: float) -> None:
+        """Wait ``delay`` seconds, or less when :meth:`wake` is called; a 0 still lets the
+        reads in (a ``response.cancel`` among them)."""
+        if delay <= 0:
+            await asyncio.sleep(0)
+            return
+        if self.cancel_requested or self.stopped:
+            return
+        self._waker = waker = self._loop.create_future()
+        timer = self._loop.call_later(delay, _resolve, waker)
+        try:
+            await waker
+        finally:
+            timer.cancel()
+            self._waker = None
+
+    def wake(self) -> None:
+        if self._waker is not None:
+            _resolve(self._waker)
+
+    # closing ---------------------------------------------------------------------------
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with ``code``: the events already queued go first, nothing after them."""
+        try:
+            on_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_loop = False
+        if not on_loop:
+            self._loop.call_soon_threadsafe(self.close, code, reason)
+            return
+        if self.ws is None or self._close_task is not None:
+            return
+        self.stopped = True
+        self.close_code = self.close_code or code
+        self.wake()
+        self._close_task = self._loop.create_task(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        try:
+            await self.flush()
+        except ConnectionClosed:
+            pass
+        await self.ws.close(code, reason)
+
+    def _expire(self) -> None:
+        if not self.stopped:
+            self.send_event("error", error={"type": "invalid_request_error", "code": "session_expired",
+                                            "message": "Your session hit the maximum duration of 60 minutes."})
+            self.close(1000)
