@@ -108,8 +108,10 @@ class Harness:
         return b"".join(base64.b64decode(e["audio"]) for e in self.received(connection_index)
                         if e.get("type") == "input_audio_buffer.append")
 
-    def finish(self) -> None:
-        """Close what is left, then check the invariants every test must keep."""
+    def finish(self, validate: bool = True) -> None:
+        """Close what is left, then check the invariants every test must keep; ``validate``
+        also checks every event the local server got and sent against the openai models (a
+        fuzzer that sends events of made-up types on purpose turns it off)."""
         for session in registry.all_sessions():
             session.close("test teardown")
         log.set_sink(None)
@@ -119,7 +121,7 @@ class Harness:
         for call in self.switch.calls.values():
             assert not call.media_running, f"media still attached on {call.uuid}"
             assert call.callback_errors == [], call.callback_errors
-        for conn in self.server.connections:
+        for conn in self.server.connections if validate else ():
             for event in conn.received:
                 validate_client_event(event, conn.generation)
             for event in conn.sent:

@@ -1,7 +1,5 @@
 """End to end: the command surface, a fake switch (see fakeswitch.py for what it fakes)
 and a real local Realtime server on loopback."""
-import base64
-import threading
 import time
 
 import orjson
@@ -9,21 +7,8 @@ import pytest
 
 from openai_s2s.call import registry
 from openai_s2s.localserver import LocalRealtimeServer
-from engine_harness import (GA_PATH, KEY, SEED_SESSION_UPDATE, Harness, dominant_freq, loud,
+from engine_harness import (KEY, SEED_SESSION_UPDATE, Harness, dominant_freq, loud,
                             silence, tone, wait_until)
-
-
-@pytest.fixture
-def server():
-    with LocalRealtimeServer(api_key=KEY, speed=4.0) as srv:
-        yield srv
-
-
-@pytest.fixture
-def h(server):
-    harness = Harness(server)
-    yield harness
-    harness.finish()
 
 
 def talk(call, freq=440, seconds=0.6, pause=0.8):

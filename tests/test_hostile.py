@@ -3,18 +3,14 @@ never let the server end anything but its own session."""
 import orjson
 import pytest
 
-from openai_s2s.localserver import LocalRealtimeServer
 from openai_s2s.call import registry
-from engine_harness import GA_PATH, KEY, Harness, wait_until
+from engine_harness import KEY, wait_until
 from hostile import HostileServer
 
 
 @pytest.fixture
-def h():
-    with LocalRealtimeServer(api_key=KEY) as srv:
-        harness = Harness(srv)
-        yield harness
-        harness.finish()
+def h(local_harness):
+    return local_harness
 
 
 def connect_failed(h, uuid, timeout=10.0):

@@ -6,26 +6,11 @@ prompt) does not fit at once. Here the module's socket gets a small fixed send b
 a path gives it; tests/test_netpath.py sends one over a real veth path.
 """
 import socket
-import time
 
 import pytest
 
 from openai_s2s.call import registry
-from openai_s2s.localserver import LocalRealtimeServer
-from engine_harness import KEY, SEED_SESSION_UPDATE, Harness, silence, tone, wait_until
-
-
-@pytest.fixture
-def server():
-    with LocalRealtimeServer(api_key=KEY, speed=4.0) as srv:
-        yield srv
-
-
-@pytest.fixture
-def h(server):
-    harness = Harness(server)
-    yield harness
-    harness.finish()
+from engine_harness import SEED_SESSION_UPDATE, silence, tone, wait_until
 
 
 def small_send_buffer(uuid: str, size: int = 8192) -> int:
