@@ -1,6 +1,7 @@
 """The CUSTOM events the module fires, and their bodies."""
 from __future__ import annotations
 
+import threading
 from typing import Any, Dict, Optional
 
 import orjson
@@ -29,3 +30,33 @@ def fire(switch: Any, subclass: str, uuid: Optional[str], payload: bytes,
         switch.fire(subclass, uuid, payload, headers)
     except Exception as exc:
         log(ERR, f"firing {subclass} for {uuid} failed: {exc!r}")
+
+
+class Gate:
+    """One session's events: exactly one of connect and connect_failed, and none at all once
+    the session has ended (after session.delete answers, nothing fires for it)."""
+
+    def __init__(self, switch: Any, uuid: str):
+        self.switch = switch
+        self.uuid = uuid
+        self._lock = threading.Lock()
+        self._closed = False
+        self.told: Optional[str] = None   # CONNECT or CONNECT_FAILED, whichever fired
+
+    def fire(self, subclass: str, payload: bytes) -> None:
+        with self._lock:
+            if not self._closed:
+                fire(self.switch, subclass, self.uuid, payload)
+
+    def tell_connect(self, subclass: str, payload: bytes) -> bool:
+        """Fire connect or connect_failed, the first time only; False if one has fired already."""
+        with self._lock:
+            if self.told is not None or self._closed:
+                return False
+            self.told = subclass
+            fire(self.switch, subclass, self.uuid, payload)
+            return True
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True

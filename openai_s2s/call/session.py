@@ -83,9 +83,8 @@ class Session:
         self.playout = PlayoutBuffer(call.rate, call.frame_samples, options["playout_max_ms"])
         self._decoder = DownlinkDecoder(PCM24, call.rate, options["resampler"])
         self.lock = threading.Lock()      # the protocol's state
-        self._fire_lock = threading.Lock()   # the session's events: none after close() returns
-        self._silent = False
-        self._told: Optional[str] = None  # connect or connect_failed, whichever fired (exactly one does)
+        self.events = events.Gate(switch, call.uuid)
+        self.fire, self.tell_connect = self.events.fire, self.events.tell_connect
         self._socket: Optional[Any] = None   # while connecting: shut down to abort a stalled connect
         self.warn = Folded(f"[{call.uuid}] ")
         self.stopping = False
@@ -120,21 +119,6 @@ class Session:
         if self.stopping:
             _cut(sock)
 
-    def fire(self, subclass: str, body: bytes) -> None:
-        """Fire one of this session's events, unless the session has ended."""
-        with self._fire_lock:
-            if not self._silent:
-                events.fire(self.switch, subclass, self.uuid, body)
-
-    def tell_connect(self, subclass: str, body: bytes) -> bool:
-        """Fire connect or connect_failed, the first time only; False if one has fired already."""
-        with self._fire_lock:
-            if self._told is not None or self._silent:
-                return False
-            self._told = subclass
-            events.fire(self.switch, subclass, self.uuid, body)
-            return True
-
     def connected(self, ws: websocket.WebSocket) -> None:
         """The receiver opened the websocket: the uplink may write to it."""
         watch = getattr(ws, "s2s_watch", None)
@@ -161,7 +145,7 @@ class Session:
         self.stop_uplink()
         # connect or connect_failed, exactly one, before session.delete answers
         self.tell_connect(events.CONNECT_FAILED, events.body(reason=reason))
-        was_connected = self._told == events.CONNECT
+        was_connected = self.events.told == events.CONNECT
         sock = self._socket
         if sock is not None and self.ws is None:
             _cut(sock)   # a connect or handshake in progress ends now
@@ -191,8 +175,7 @@ class Session:
         self.state = "closed"
         if was_connected:
             self.fire(events.DISCONNECT, events.body(reason=reason, code=code))
-        with self._fire_lock:
-            self._silent = True
+        self.events.close()
         self.warn.flush()
         registry.remove(self.uuid, self)
         forget_secret(self._secret)
