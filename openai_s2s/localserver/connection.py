@@ -122,7 +122,8 @@ class Connection(Conversation):
         except RuntimeError:
             on_loop = False
         if not on_loop:
-            self._loop.call_soon_threadsafe(self.close, code, reason)
+            if not self._loop.is_closed():   # a stopped server has closed them all already
+                self._loop.call_soon_threadsafe(self.close, code, reason)
             return
         if self.ws is None or self._close_task is not None:
             return

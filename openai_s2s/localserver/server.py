@@ -121,16 +121,16 @@ class LocalRealtimeServer:
         faults = conn.faults
         if faults.slow_handshake:
             await asyncio.sleep(faults.slow_handshake)
-        refused = self._refusal(conn, faults)
+        refused = self._refusal(conn, faults, getattr(request, "method", "GET"))
         if refused is not None:
             conn.closed = True
         return refused
 
-    def _refusal(self, conn: Connection, faults: Fault) -> Optional[Response]:
+    def _refusal(self, conn: Connection, faults: Fault, method: str = "GET") -> Optional[Response]:
         if faults.refuse is not None:
             return refusal(faults.refuse, "Refused", b'{"error":"refused"}')
         parts = urlsplit(conn.path)
-        if not parts.path.startswith(PATH_PREFIXES):
+        if method != "GET" or not parts.path.startswith(PATH_PREFIXES):
             return refusal(404, "Not Found", b'{"error":"not found"}')
         query = parse_qs(parts.query)
         offered = {conn.headers.get("api-key"), (query.get("api-key") or [None])[0]}
