@@ -180,30 +180,141 @@ def test_garbage_from_the_server_is_logged_not_raised():
     assert isinstance(server(proto, type="response.output_audio.delta", delta="!!!")[0], Log)
 
 
-def test_barge_in_cancels_truncates_and_drops_the_rest_of_the_response():
-    proto = RealtimeProtocol(GA)
+def _delta(proto, ms, item="item_a", response="resp_1"):
+    """``ms`` of 24 kHz pcm model audio for ``item``."""
+    pcm = bytes(48 * ms)
+    return server(proto, type="response.output_audio.delta", item_id=item, content_index=0,
+                  response_id=response, delta=base64.b64encode(pcm).decode())
+
+
+def _updated(proto, turn_detection, generation=GA):
+    if generation == GA:
+        session = {"type": "realtime", "audio": {"input": {"turn_detection": turn_detection}}}
+    else:
+        session = {"modalities": ["audio", "text"], "turn_detection": turn_detection}
+    return server(proto, type="session.updated", event_id="e", session=session)
+
+
+def _speaking(proto):
     server(proto, type="response.created", event_id="e", response={"id": "resp_1"})
-    assert server(proto, type="input_audio_buffer.speech_started", audio_start_ms=10,
-                  item_id="u1", event_id="e")[-1] == Flush()
-    actions = proto.barge_in(True, ("item_a", 0), 1240)
-    events = sent(actions)
-    assert events == [{"type": "response.cancel", "response_id": "resp_1"},
-                      {"type": "conversation.item.truncate", "item_id": "item_a",
+    _delta(proto, 2000)
+    return server(proto, type="input_audio_buffer.speech_started", audio_start_ms=10,
+                  item_id="u1", event_id="e")
+
+
+def test_a_server_that_interrupts_cancels_itself_the_module_flushes_and_truncates_only():
+    proto = RealtimeProtocol(GA)        # no session.updated yet: the service's default, interrupting
+    assert _speaking(proto)[-1] == Flush(cancel=False)
+    events = sent(proto.barge_in(True, ("item_a", 0), 1240, cancel=False))
+    assert events == [{"type": "conversation.item.truncate", "item_id": "item_a",
                        "content_index": 0, "audio_end_ms": 1240}]
     for event in events:
         validate_client_event(event, GA)
-    late = server(proto, type="response.output_audio.delta", item_id="item_a", content_index=0,
-                  response_id="resp_1", delta="AAAA")
-    assert late == []
+    assert _delta(proto, 100) == []        # what the server streams of it meanwhile is dropped
     assert proto.barge_ins == 1
 
 
-def test_barge_in_after_response_done_truncates_without_cancel():
+@pytest.mark.parametrize("generation", [GA, BETA])
+def test_interrupt_response_confirmed_true_means_no_cancel(generation):
+    proto = RealtimeProtocol(generation)
+    _updated(proto, {"type": "server_vad", "interrupt_response": True}, generation)
+    assert _speaking(proto)[-1] == Flush(cancel=False)
+
+
+@pytest.mark.parametrize("generation", [GA, BETA])
+def test_interrupt_response_false_leaves_the_model_talking(generation):
+    proto = RealtimeProtocol(generation)
+    _updated(proto, {"type": "server_vad", "interrupt_response": False}, generation)
+    assert not any(isinstance(a, Flush) for a in _speaking(proto))
+
+
+def test_interrupt_response_false_with_barge_in_always_flushes_cancels_and_truncates():
+    proto = RealtimeProtocol(GA, barge_in="always")
+    _updated(proto, {"type": "semantic_vad", "interrupt_response": False})
+    assert _speaking(proto)[-1] == Flush(cancel=True)
+    events = sent(proto.barge_in(True, ("item_a", 0), 700, cancel=True))
+    assert [e["type"] for e in events] == ["response.cancel", "conversation.item.truncate"]
+    assert events[0]["response_id"] == "resp_1" and events[0]["event_id"].startswith("openai_s2s-cancel-")
+    for event in events:
+        validate_client_event(event, GA)
+
+
+def test_barge_in_always_still_sends_no_cancel_to_a_server_that_interrupts():
+    proto = RealtimeProtocol(GA, barge_in="always")
+    assert _speaking(proto)[-1] == Flush(cancel=False)
+
+
+def test_barge_in_never_does_nothing_on_speech():
+    proto = RealtimeProtocol(GA, barge_in="never")
+    assert not any(isinstance(a, Flush) for a in _speaking(proto))
+
+
+def test_a_session_update_that_leaves_turn_detection_out_keeps_what_the_server_said():
     proto = RealtimeProtocol(GA)
-    server(proto, type="response.created", event_id="e", response={"id": "r"})
-    server(proto, type="response.done", event_id="e", response={"id": "r", "status": "completed"})
+    _updated(proto, {"type": "server_vad", "interrupt_response": False})
+    server(proto, type="session.updated", event_id="e", session={"type": "realtime", "instructions": "x"})
+    assert not proto.server_interrupts
+    _updated(proto, None)
+    assert proto.turn_detection is None and not proto.server_interrupts
+
+
+def test_the_callers_barge_in_without_turn_detection_cancels_and_truncates():
+    proto = RealtimeProtocol(GA)
+    _updated(proto, None)
+    server(proto, type="response.created", event_id="e", response={"id": "resp_1"})
+    _delta(proto, 1000)
+    events = sent(proto.barge_in(True, ("item_a", 0), 300, cancel=True))
+    assert [e["type"] for e in events] == ["response.cancel", "conversation.item.truncate"]
+
+
+def test_a_cancel_with_no_audio_yet_still_goes_out():
+    proto = RealtimeProtocol(GA)
+    server(proto, type="response.created", event_id="e", response={"id": "resp_1"})
+    assert [e["type"] for e in sent(proto.barge_in(False, None, 0, cancel=True))] == ["response.cancel"]
+    assert proto.barge_ins == 0
+
+
+def test_truncate_never_passes_the_audio_received_for_the_item():
+    proto = RealtimeProtocol(GA)
+    server(proto, type="response.created", event_id="e", response={"id": "resp_1"})
+    _delta(proto, 490)      # the caller heard 500 ms: 490 of audio and the padded last frame
     events = sent(proto.barge_in(True, ("item_a", 0), 500))
-    assert [e["type"] for e in events] == ["conversation.item.truncate"]
+    assert events[-1]["audio_end_ms"] == 490
+
+
+def test_truncate_bound_in_g711_counts_one_byte_a_sample():
+    proto = RealtimeProtocol(GA)
+    proto.client_event({"type": "session.update", "session": {"type": "realtime", "audio": {
+        "output": {"format": {"type": "audio/pcmu"}}}}})
+    server(proto, type="response.output_audio.delta", item_id="item_a", content_index=0,
+           response_id="r", delta=base64.b64encode(bytes(8 * 250)).decode())
+    assert sent(proto.barge_in(True, ("item_a", 0), 300))[-1]["audio_end_ms"] == 250
+
+
+def _refused_cancel(proto, event_id):
+    error = {"type": "invalid_request_error", "code": "response_cancel_not_active",
+             "message": "Cancellation failed: no active response found"}
+    if event_id is not None:
+        error["event_id"] = event_id
+    return server(proto, type="error", event_id="evt_9", error=error)
+
+
+def test_the_refusal_of_the_modules_own_cancel_is_not_an_error_event():
+    proto = RealtimeProtocol(GA, barge_in="always")
+    _updated(proto, {"type": "server_vad", "interrupt_response": False})
+    _speaking(proto)
+    cancel = sent(proto.barge_in(True, ("item_a", 0), 100, cancel=True))[0]
+    actions = _refused_cancel(proto, cancel["event_id"])
+    assert not any(isinstance(a, Forward) for a in actions)
+    assert [a.level for a in actions if isinstance(a, Log)] == ["DEBUG"]
+    # the same refusal again is no longer ours: the caller's own cancels are its business
+    assert any(isinstance(a, Forward) for a in _refused_cancel(proto, cancel["event_id"]))
+
+
+def test_the_refusal_of_a_callers_cancel_is_forwarded():
+    proto = RealtimeProtocol(GA)
+    assert any(isinstance(a, Forward) for a in _refused_cancel(proto, "caller-1"))
+    assert any(isinstance(a, Forward) for a in _refused_cancel(proto, None))
 
 
 def test_no_barge_in_when_nothing_was_playing():

@@ -79,7 +79,7 @@ class Session:
         self._secret = secret      # redacted from every log line while a session uses it
         add_secret(secret)
         self.proto = RealtimeProtocol(generation, options["hold_response_create"],
-                                      options["idle_timeout_action"])
+                                      options["idle_timeout_action"], options["barge_in"])
         self.playout = PlayoutBuffer(call.rate, call.frame_samples, options["playout_max_ms"])
         self._decoder = DownlinkDecoder(PCM24, call.rate, options["resampler"])
         self.lock = threading.Lock()      # the protocol's state
@@ -250,7 +250,7 @@ class Session:
             elif kind is EndAudio:
                 self.playout.end_item()
             elif kind is Flush:
-                self._barge_in()
+                self._barge_in(action.cancel)
             elif kind is OpenUplink:
                 self.uplink.start_audio(action.format)
                 PUMP.wake()
@@ -273,10 +273,17 @@ class Session:
                 and self._audio_ready is not None and self.playout.queued_frames:
             self._audio_ready()
 
-    def _barge_in(self) -> None:
+    def barge_in(self) -> bool:
+        """The caller's own barge-in (the ``barge-in`` command): flush, cancel, truncate.
+        True if there was model audio or a response to cut off."""
+        active = self.playout.active or self.playout.queued_frames > 0 or self.proto.response_id is not None
+        self._barge_in(cancel=True)
+        return active
+
+    def _barge_in(self, cancel: bool) -> None:
         flushed = self.playout.flush()
         with self.lock:
-            actions = self.proto.barge_in(flushed.had_audio, flushed.item, flushed.heard_ms)
+            actions = self.proto.barge_in(flushed.had_audio, flushed.item, flushed.heard_ms, cancel)
         if flushed.had_audio:
             self.housekeeping.interrupted()
         self.run(actions)

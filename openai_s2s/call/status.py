@@ -27,6 +27,8 @@ def session_status(session: Any) -> Dict[str, Any]:
         "uplink_open": uplink.open, "paused": session.paused,
         "muted": {"user": session.mute_user, "model": playout.muted},
         "response_in_progress": proto.response_id is not None,
+        # barge-in: the option, and whether the server's confirmed turn detection interrupts
+        "barge_in": proto.barge_in_mode, "server_interrupts": proto.server_interrupts,
         "counters": {
             "frames_in": uplink.frames_in, "frames_dropped": uplink.dropped,
             "appends": uplink.appends, "bytes_up": uplink.bytes_up,

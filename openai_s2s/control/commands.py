@@ -28,9 +28,10 @@ API_NAME = "uuid_openai_s2s"
 SYNTAX = (f"{API_NAME} <uuid> session.create <host> <path> <bearer|query|api-key> [api-key] | "
           f"{API_NAME} <uuid> client.event <json> | {API_NAME} <uuid> session.delete | "
           f"{API_NAME} <uuid> status | {API_NAME} status | "
-          f"{API_NAME} <uuid> pause|resume | {API_NAME} <uuid> mute|unmute [user|model|all]")
+          f"{API_NAME} <uuid> pause|resume | {API_NAME} <uuid> mute|unmute [user|model|all] | "
+          f"{API_NAME} <uuid> barge-in")
 COMMANDS = ("session.create", "client.event", "session.delete", "status",
-            "pause", "resume", "mute", "unmute")
+            "pause", "resume", "mute", "unmute", "barge-in")
 
 
 class CommandError(Exception):
@@ -279,6 +280,17 @@ def _mute(muted: bool) -> Callable[..., str]:
     return run
 
 
+def _barge_in(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) -> str:
+    if args:
+        return _usage("<uuid> barge-in")
+    session = _session_for(uuid)
+    if session.stopping:
+        raise CommandError("the session is ending")
+    if session.barge_in():
+        return "+OK barged in"
+    return "+OK nothing to interrupt"
+
+
 _HANDLERS: Dict[str, Callable[..., str]] = {
     "session.create": _create,
     "client.event": _client_event,
@@ -288,4 +300,5 @@ _HANDLERS: Dict[str, Callable[..., str]] = {
     "resume": _pause(False),
     "mute": _mute(True),
     "unmute": _mute(False),
+    "barge-in": _barge_in,
 }

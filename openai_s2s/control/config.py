@@ -120,6 +120,10 @@ OPTIONS = (
     Option("media", "bug", _choice("bug", "unicast"),
            "how the call's audio is reached: a media bug (any channel), or the switch's unicast "
            "mode (parked channels without send_silence_when_idle; no Python on media threads)"),
+    Option("barge_in", "auto", _choice("auto", "always", "never"),
+           "when the caller speaks over the model: auto (flush playout and truncate when the "
+           "session's turn detection interrupts, as the server confirmed it; nothing when "
+           "interrupt_response is false), always (flush, cancel, truncate), never"),
     Option("idle_timeout_action", "forward", _choice("forward", "end"),
            "on input_audio_buffer.timeout_triggered: forward it, or end the session"),
     Option("instructions_dir", None, _text,

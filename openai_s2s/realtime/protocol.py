@@ -55,7 +55,9 @@ class EndAudio:
 
 @dataclasses.dataclass(frozen=True)
 class Flush:
-    """Empty the playout buffer now, then report to :meth:`RealtimeProtocol.barge_in`."""
+    """Empty the playout buffer now, then report to :meth:`RealtimeProtocol.barge_in`.
+    ``cancel``: the module must cancel an active response itself (the server will not)."""
+    cancel: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +93,10 @@ class ClientEventError(ValueError):
 
 
 MAX_HELD = 16            # response.create events held until the session.updated
+BARGE_IN_MODES = ("auto", "always", "never")
+OWN_CANCEL = "openai_s2s-cancel-"   # event_id prefix of the cancels the module sends itself
+_OWN_CANCELS_KEPT = 16
+_ITEMS_KEPT = 8          # items whose received audio is remembered, for truncate's bound
 _MALFORMED = (TypeError, ValueError, KeyError, AttributeError, OverflowError)
 
 
@@ -126,10 +132,35 @@ def _session_formats(session: Dict[str, Any], generation: str
                  for k in ("input_audio_format", "output_audio_format"))  # type: ignore[return-value]
 
 
+_UNSET = object()
+
+
+def _turn_detection(session: Dict[str, Any], generation: str) -> Any:
+    """The session's turn detection as the server states it: a dict, None (turned off), or
+    _UNSET when the session object does not say."""
+    if generation == GA:
+        audio = session.get("audio")
+        side = audio.get("input") if isinstance(audio, dict) else None
+        holder = side if isinstance(side, dict) else {}
+    else:
+        holder = session
+    if "turn_detection" not in holder:
+        return _UNSET
+    value = holder["turn_detection"]
+    return value if isinstance(value, dict) or value is None else _UNSET
+
+
 class RealtimeProtocol:
     def __init__(self, generation: str = GA, hold_response_create: bool = True,
-                 idle_timeout_action: str = "forward"):
+                 idle_timeout_action: str = "forward", barge_in: str = "auto"):
         self.generation = generation
+        self.barge_in_mode = barge_in
+        # What the server confirmed (session.created/updated). Until it says, the service's
+        # default: server VAD that interrupts the response itself when the caller speaks.
+        self.turn_detection: Optional[Dict[str, Any]] = {"type": "server_vad", "interrupt_response": True}
+        self.own_cancels: List[str] = []   # event_ids of cancels sent, newest last
+        self._cancels_sent = 0
+        self.received_bytes: Dict[Tuple[str, int], int] = {}   # model audio per item
         self.hold_response_create = hold_response_create
         self.idle_timeout_action = idle_timeout_action
         self.input_format: AudioFormat = PCM24
@@ -213,6 +244,8 @@ class RealtimeProtocol:
         try:
             if kind in AUDIO_DELTA:
                 return self._audio_delta(event)
+            if kind == "error" and self._own_cancel_refused(event):
+                return [Log(DEBUG, "the server had already ended the response the module cancelled")]
             handler = _SERVER_HANDLERS.get(kind)
             return [Forward(raw)] + (handler(self, event) if handler is not None else [])
         except _MALFORMED as exc:
@@ -233,6 +266,10 @@ class RealtimeProtocol:
         except binascii.Error:
             return [Log(WARNING, "audio delta with bad base64; ignored", fold="delta")]
         item = _item_key(event)
+        received = self.received_bytes
+        if item not in received and len(received) >= _ITEMS_KEPT:
+            del received[next(iter(received))]
+        received[item] = received.get(item, 0) + len(payload)
         self.audio_response = response_id if isinstance(response_id, str) else None
         self.audio_open = True
         return [Play(item, payload)]
@@ -244,13 +281,28 @@ class RealtimeProtocol:
             actions.append(Log(NOTICE, f"server speaks the {seen} Realtime protocol, not "
                                        f"{self.generation} as the path suggested; following the server"))
             self.generation = seen
+        self._adopt_turn_detection(event.get("session"))
         return actions
+
+    def _adopt_turn_detection(self, session: Any) -> None:
+        if not isinstance(session, dict):
+            return
+        found = _turn_detection(session, self.generation)
+        if found is not _UNSET:
+            self.turn_detection = found
+
+    @property
+    def server_interrupts(self) -> bool:
+        """The server cancels the response itself when the caller starts speaking."""
+        td = self.turn_detection
+        return td is not None and td.get("interrupt_response", True) is not False
 
     def _on_session_updated(self, event: Dict[str, Any]) -> List[Action]:
         actions: List[Action] = []
         session = event.get("session")
         if isinstance(session, dict):
             actions.extend(self._adopt_formats(_session_formats(session, self.generation)))
+            self._adopt_turn_detection(session)
         if not self.session_updated:
             self.session_updated = True
             if self.held:
@@ -285,7 +337,27 @@ class RealtimeProtocol:
         return [EndAudio(item)]
 
     def _on_speech_started(self, event: Dict[str, Any]) -> List[Action]:
-        return [Flush()]
+        # With interrupt_response the server cancels the response itself: a cancel of ours
+        # would come after and be answered response_cancel_not_active. Without it the session
+        # chose not to interrupt the model, unless barge-in is "always".
+        mode = self.barge_in_mode
+        if mode == "never":
+            return []
+        if self.server_interrupts:
+            return [Flush(cancel=False)]
+        return [Flush(cancel=True)] if mode == "always" else []
+
+    def _own_cancel_refused(self, event: Dict[str, Any]) -> bool:
+        """An error that only says the module's own cancel found the response already over
+        (the server ended it first): not the caller's business."""
+        error = event.get("error")
+        if not isinstance(error, dict) or error.get("code") != "response_cancel_not_active":
+            return False
+        event_id = error.get("event_id")
+        if event_id in self.own_cancels:
+            self.own_cancels.remove(event_id)
+            return True
+        return event_id is None and bool(self.own_cancels)
 
     def _on_error(self, event: Dict[str, Any]) -> List[Action]:
         error = event.get("error") if isinstance(event.get("error"), dict) else {}
@@ -311,25 +383,43 @@ class RealtimeProtocol:
         return []
 
     # -- from the playout buffer ---------------------------------------------
-    def barge_in(self, had_audio: bool, item: Optional[Tuple[str, int]], heard_ms: int) -> List[Action]:
-        """After a Flush: cancel, truncate and announce what was cut off."""
-        if not had_audio:
-            return []
-        self.barge_ins += 1
+    def barge_in(self, had_audio: bool, item: Optional[Tuple[str, int]], heard_ms: int,
+                 cancel: bool = False) -> List[Action]:
+        """After a Flush: cancel (when asked and a response is active), truncate what was cut
+        off, and drop the rest of the response's audio."""
         actions: List[Action] = []
-        if self.response_id is not None:
-            cancel: Dict[str, Any] = {"type": "response.cancel"}
+        if cancel and self.response_id is not None:
+            self._cancels_sent += 1
+            event_id = f"{OWN_CANCEL}{self._cancels_sent}"
+            command: Dict[str, Any] = {"type": "response.cancel", "event_id": event_id}
             if self.response_id != "unknown":
-                cancel["response_id"] = self.response_id
-            actions.append(Send(cancel))
+                command["response_id"] = self.response_id
+            actions.append(Send(command))
+            self.own_cancels.append(event_id)
+            del self.own_cancels[:-_OWN_CANCELS_KEPT]
+        if not had_audio:
+            return actions
+        self.barge_ins += 1
+        cut = self.response_id or self.audio_response
+        if cut is not None:
+            # The server may stream a little more of a response it is cancelling.
             if len(self.discarded_responses) >= 64:   # one per barge-in: keep the recent ones
                 self.discarded_responses.clear()
-            self.discarded_responses.add(self.response_id)
+            self.discarded_responses.add(cut)
         if item is not None and item[0] != "None":
+            # The service refuses an audio_end_ms beyond the audio it sent for the item; the
+            # caller may have heard padding past it (the last partial frame is filled out).
+            end_ms = min(heard_ms, self.received_ms(item))
             actions.append(Send({"type": "conversation.item.truncate", "item_id": item[0],
-                                 "content_index": item[1], "audio_end_ms": heard_ms}))
+                                 "content_index": item[1], "audio_end_ms": end_ms}))
         actions.append(Log(DEBUG, f"barge-in: playout flushed after {heard_ms} ms of {item}"))
         return actions
+
+    def received_ms(self, item: Tuple[str, int]) -> int:
+        """Milliseconds of model audio received for ``item``, rounded down."""
+        fmt = self.output_format
+        bytes_per_second = fmt.rate * (2 if fmt.name == "pcm" else 1)
+        return self.received_bytes.get(item, 0) * 1000 // bytes_per_second
 
 
 def _item_key(event: Dict[str, Any]) -> Tuple[str, int]:
