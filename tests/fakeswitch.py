@@ -18,6 +18,8 @@ import threading
 import time
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
+from openai_s2s.media.meters import GapMeter
+
 
 class FakeCall:
     def __init__(self, uuid: str, rate: int = 8000, ptime_ms: int = 20,
@@ -30,6 +32,7 @@ class FakeCall:
         self._source: Deque[bytes] = collections.deque()
         self.heard = bytearray()           # what the caller heard, frame by frame
         self.heard_frames: List[Optional[bytes]] = []
+        self.gaps = GapMeter()             # between frames, as the real media paths keep it
         self.attached = False
         self.detach_count = 0
         self.frames_ticked = 0
@@ -99,6 +102,7 @@ class FakeCall:
                 time.sleep(period)
                 continue
             self.write_callbacks += 1
+            self.gaps.frame(time.monotonic())
             try:
                 capture(self._source.popleft() if self._source else silence)
                 frame = playout()

@@ -42,6 +42,7 @@ class Gate:
         self._lock = threading.Lock()
         self._closed = False
         self.told: Optional[str] = None   # CONNECT or CONNECT_FAILED, whichever fired
+        self.failed_body: Optional[bytes] = None   # connect_failed's, when that fired
 
     def fire(self, subclass: str, payload: bytes) -> None:
         with self._lock:
@@ -54,6 +55,8 @@ class Gate:
             if self.told is not None or self._closed:
                 return False
             self.told = subclass
+            if subclass == CONNECT_FAILED:
+                self.failed_body = payload
             fire(self.switch, subclass, self.uuid, payload)
             return True
 

@@ -31,7 +31,7 @@ from ..realtime.endpoint import Endpoint
 from ..realtime.protocol import (Action, ClientEventError, End, EndAudio, Flush, Forward, Log, OpenUplink,
                                  Play, RealtimeProtocol, Send, SetOutput)
 from ..realtime.transport import send_room
-from . import events, registry
+from . import events, registry, tally
 from .host import CallMedia
 from .housekeeping import Housekeeping
 from .pump import PUMP
@@ -177,6 +177,8 @@ class Session:
             self.fire(events.DISCONNECT, events.body(reason=reason, code=code))
         self.events.close()
         self.warn.flush()
+        failed = self.events.failed_body
+        tally.retire(self, orjson.loads(failed).get("reason", "") if failed else None)
         registry.remove(self.uuid, self)
         forget_secret(self._secret)
         self._closed.set()

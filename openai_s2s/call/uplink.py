@@ -25,6 +25,7 @@ import websocket
 
 from ..media.codec import UplinkEncoder
 from ..media.formats import AudioFormat
+from ..media.meters import LatencyHistogram
 from ..realtime.frames import MAX_OVERHEAD, OPCODE_CONTINUATION, OPCODE_PING, OPCODE_TEXT, FrameWriter
 from ..realtime.transport import send_room
 
@@ -74,6 +75,7 @@ class UplinkSender:
         self.bytes_up = 0
         self.events_out = 0
         self.latency: Deque[float] = collections.deque(maxlen=512)
+        self.latency_histogram = LatencyHistogram()   # every append, for the metrics
 
     # -- producers ---------------------------------------------------------------
     def capture(self, pcm: bytes) -> None:
@@ -217,6 +219,8 @@ class UplinkSender:
         if started is None:
             self.events_out += 1
         else:
-            self.latency.append(time.monotonic() - started)
+            latency = time.monotonic() - started
+            self.latency.append(latency)
+            self.latency_histogram.observe(latency)
             self.appends += 1
             self.bytes_up += audio

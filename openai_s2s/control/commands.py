@@ -21,7 +21,7 @@ from ..call.session import Session
 from ..log import DEBUG, ERR, INFO, forget_secret, log, looks_like_key, redact
 from ..realtime.endpoint import AUTH_TYPES, build_endpoint, key_refusal
 from ..realtime.protocol import BETA, ClientEventError, generation_for_path
-from . import config
+from . import config, metrics
 from .instructions import InstructionsError, read_instructions
 
 API_NAME = "uuid_openai_s2s"
@@ -29,7 +29,7 @@ SYNTAX = (f"{API_NAME} <uuid> session.create <host> <path> <bearer|query|api-key
           f"{API_NAME} <uuid> client.event <json> | {API_NAME} <uuid> session.delete | "
           f"{API_NAME} <uuid> status | {API_NAME} status | "
           f"{API_NAME} <uuid> pause|resume | {API_NAME} <uuid> mute|unmute [user|model|all] | "
-          f"{API_NAME} <uuid> barge-in")
+          f"{API_NAME} <uuid> barge-in | {API_NAME} metrics")
 COMMANDS = ("session.create", "client.event", "session.delete", "status",
             "pause", "resume", "mute", "unmute", "barge-in")
 
@@ -65,7 +65,14 @@ def _rest_after(line: str, words: List[str], sep: Optional[str], count: int) -> 
 
 
 def execute(line: Union[str, bytes], switch: Any) -> str:
-    """Run one command line; always returns one reply line, with no key in it."""
+    """Run one command line; returns one reply line, with no key in it, except for
+    ``metrics``, whose reply is the Prometheus text (labels from fixed sets only)."""
+    if (line.strip() == b"metrics") if isinstance(line, bytes) else (line.strip() == "metrics"):
+        try:
+            return metrics.render().rstrip("\n")   # the caller ends the reply with a newline
+        except Exception as exc:
+            log(ERR, f"{API_NAME} metrics failed: {exc!r}\n{traceback.format_exc()}")
+            return "-ERR internal error (details in the switch log)"
     return one_line(redact(_reply(line, switch)))
 
 

@@ -5,6 +5,7 @@ A frame is due every ptime (20 ms); a gap over 40 ms means a frame came more tha
 """
 from __future__ import annotations
 
+import bisect
 from typing import Dict, List, Optional, Sequence
 
 LATE_GAP = 0.04
@@ -55,3 +56,37 @@ def quantile(values: Sequence[float], q: float) -> Optional[float]:
     if not ordered:
         return None
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# Bucket bounds (seconds) for latencies an operator scrapes: 20 ms is a frame, seconds mean
+# an uplink or a server far behind.
+LATENCY_BOUNDS = (0.005, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class LatencyHistogram:
+    """Counts per bucket and a sum, written by one thread (a bisect and two additions)."""
+
+    def __init__(self, bounds: Sequence[float] = LATENCY_BOUNDS) -> None:
+        self.bounds = tuple(bounds)
+        self.counts: List[int] = [0] * (len(self.bounds) + 1)   # the last: above every bound
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        self.sum += seconds
+
+    def add(self, other: "LatencyHistogram") -> None:
+        for i, count in enumerate(other.counts):
+            self.counts[i] += count
+        self.sum += other.sum
+
+
+def gap_histogram(meter: GapMeter) -> LatencyHistogram:
+    """A GapMeter's 1 ms bins as a LatencyHistogram (its sum from the bins' lower edges)."""
+    histogram = LatencyHistogram()
+    for ms, count in enumerate(meter.histogram):
+        if count:
+            seconds = ms / 1000
+            histogram.counts[bisect.bisect_left(histogram.bounds, seconds)] += count
+            histogram.sum += seconds * count
+    return histogram

@@ -12,6 +12,8 @@ import collections
 import time
 from typing import Callable, Deque, NamedTuple, Optional, Tuple
 
+from .meters import LatencyHistogram
+
 
 class Frame(NamedTuple):
     pcm: bytes
@@ -57,6 +59,7 @@ class PlayoutBuffer:
         self.flushed_item: Optional[Tuple[str, int]] = None
         self.frames_after_flush = 0
         self.latencies: Deque[float] = collections.deque(maxlen=512)
+        self.latency_histogram = LatencyHistogram()   # every delta's, for the metrics
         # delta received -> first sample out, for deltas that found the caller hearing nothing of
         # the model: nothing queued, and the last frame out already played (the server streams
         # faster than real time, so later deltas wait behind earlier audio, and a delta that
@@ -147,6 +150,7 @@ class PlayoutBuffer:
         if frame.received:
             latency = now - frame.received
             self.latencies.append(latency)
+            self.latency_histogram.observe(latency)
             if frame.idle_start and frame.received >= self._last_out + self.frame_seconds:
                 self.idle_latencies.append(latency)
         self._last_out = now

@@ -30,7 +30,9 @@ COMPLETIONS = [
     "add uuid_openai_s2s ::console::list_uuid resume",
     "add uuid_openai_s2s ::console::list_uuid mute",
     "add uuid_openai_s2s ::console::list_uuid unmute",
+    "add uuid_openai_s2s ::console::list_uuid barge-in",
     "add uuid_openai_s2s status",
+    "add uuid_openai_s2s metrics",
 ]
 
 _state = {"registered": False, "lib": None, "dispatch": None}
