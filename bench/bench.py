@@ -29,6 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from openai_s2s.media.meters import quantile  # noqa: E402
+from openai_s2s.realtime.service import DEFAULT_MODEL  # noqa: E402
 from openai_s2s.tools import testswitch as realswitch  # noqa: E402
 
 KEY = "sk-bench-0123456789"
@@ -107,7 +108,7 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-PATH = "/v1/realtime?model=gpt-realtime"
+PATH = f"/v1/realtime?model={DEFAULT_MODEL}"
 
 
 def session_update(fmt: str, generation: str = "ga") -> str:

@@ -17,7 +17,7 @@ from fakeswitch import FakeCall, FakeSwitch
 from realtime_models import validate_client_event, validate_server_event
 
 KEY = "sk-test-0123456789abcdef-SECRET"
-GA_PATH = "v1/realtime?model=gpt-realtime"
+GA_PATH = "v1/realtime?model=gpt-realtime-2.1"
 SEED_SESSION_UPDATE = {
     "type": "session.update",
     "session": {"input_audio_transcription": {"model": "whisper-1"},

@@ -7,7 +7,7 @@ from realtime_models import validate_client_event
 
 def test_defaults_on_an_8k_channel_use_g711_and_greet():
     p = plan({"openai_s2s_instructions": "Be brief."}.get, 8000, None)
-    assert p.create_args == "api.openai.com v1/realtime?model=gpt-realtime bearer"
+    assert p.create_args == "api.openai.com v1/realtime?model=gpt-realtime-2.1 bearer"
     update, greet = p.events
     assert update["session"]["instructions"] == "Be brief."
     assert update["session"]["audio"]["input"]["format"] == {"type": "audio/pcmu"}

@@ -1,5 +1,6 @@
 """A call's periodic checks, run on the pump's thread every ``TICK``: the playback events, the
-buffer_overrun events, a channel that stopped writing, and a server that went silent."""
+buffer_overrun events, the warning before the session's time limit, a channel that stopped
+writing, and a server that went silent."""
 from __future__ import annotations
 
 import threading
@@ -9,6 +10,7 @@ import orjson
 
 from ..log import WARNING, log
 from . import events
+from .expiry import EVENT as EXPIRING, Expiry
 
 TICK = 0.02          # seconds between checks (the pump itself runs every 10 ms)
 OVERRUN_EVERY = 1.0  # buffer_overrun at most this often per direction, with what it dropped since
@@ -28,6 +30,7 @@ class Housekeeping:
         self._writes_at = 0.0
         self._warned_no_writes = False
         self._warned_mismatch = False
+        self.expiry = Expiry.for_session(session.endpoint.display_url, session.options)
 
     def tick(self, now: float) -> None:
         session = self.session
@@ -37,6 +40,9 @@ class Housekeeping:
             self._check_frames()
             self._playback()
             self._overruns(now)
+            seconds_left = self.expiry.check(now)
+            if seconds_left is not None:
+                session.fire(events.SERVER_EVENT, events.body(type=EXPIRING, seconds_left=seconds_left))
         # Silence from the server for two ping intervals (and a send timeout) ends the call;
         # a ping that found no room in the socket counts too.
         interval = float(session.options["ping_interval"])

@@ -46,6 +46,7 @@ class Receiver:
                 ws.shutdown()
                 return
             self.last_rx = time.monotonic()
+            session.housekeeping.expiry.start(self.last_rx)   # the service's clock starts about now
             session.connected(ws)
             if not session.tell_connect(events.CONNECT, events.body(url=endpoint.display_url,
                                                                     protocol=session.proto.generation)):

@@ -18,10 +18,13 @@ def percentiles(samples: "Deque[float]") -> Dict[str, Optional[float]]:
 
 def session_status(session: Any) -> Dict[str, Any]:
     proto, playout, uplink = session.proto, session.playout, session.uplink
+    expiry = session.housekeeping.expiry
     return {
         "uuid": session.uuid, "state": session.state, "protocol": proto.generation,
         "url": session.endpoint.display_url,
         "age_s": round(time.time() - session.created, 1),
+        # the service's limit, and what is left of it (null until connected)
+        "session_limit_s": expiry.limit, "session_left_s": expiry.seconds_left(time.monotonic()),
         "channel_rate": session.call.rate,
         "input_format": proto.input_format.name, "output_format": proto.output_format.name,
         "uplink_open": uplink.open, "paused": session.paused,

@@ -18,6 +18,7 @@ import orjson
 from ..call import registry
 from ..log import INFO, WARNING, log
 from ..media.formats import BY_NAME
+from ..realtime.service import DEFAULT_MODEL
 from . import commands, config
 from .instructions import InstructionsError, read_instructions
 
@@ -25,7 +26,6 @@ GetVar = Callable[[str], Optional[str]]
 P = config.VAR_PREFIX
 
 DEFAULT_HOST = "api.openai.com"
-DEFAULT_MODEL = "gpt-realtime"
 DEFAULT_GREETING = "Greet the caller briefly and ask how you can help."
 AGENT_VARIABLES = {
     "host": f"websocket host (default {DEFAULT_HOST})",

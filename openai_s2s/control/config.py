@@ -8,6 +8,7 @@ variable, because a dialplan or ESL client must not widen what the module reads.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import xml.etree.ElementTree as ET
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
@@ -70,6 +71,22 @@ def _host_patterns(text: str) -> Tuple[str, ...]:
     return patterns
 
 
+def _auto_or_seconds(low: float, high: float) -> Callable[[str], Optional[float]]:
+    """``auto`` (None: the module decides) or a number of seconds in the range."""
+    def parse(text: str) -> Optional[float]:
+        word = text.strip().lower()
+        if word == "auto":
+            return None
+        try:
+            value = float(word)
+        except ValueError:
+            value = math.nan
+        if not low <= value <= high:
+            raise ValueError(f"expected auto or seconds between {low:g} and {high:g}, got {text!r}")
+        return value
+    return parse
+
+
 def _text(text: str) -> Optional[str]:
     return text.strip() or None
 
@@ -126,6 +143,11 @@ OPTIONS = (
            "interrupt_response is false), always (flush, cancel, truncate), never"),
     Option("idle_timeout_action", "forward", _choice("forward", "end"),
            "on input_audio_buffer.timeout_triggered: forward it, or end the session"),
+    Option("session_limit", None, _auto_or_seconds(1, 86400),
+           "seconds the server keeps a session open: auto (30 min for Azure OpenAI, else 60) "
+           "or a number"),
+    Option("expiry_warning", 60.0, _bounded(float, 0, 3600),
+           "seconds before the session limit that session.expiring is fired (0 = never)"),
     Option("instructions_dir", None, _text,
            "directory that file://NAME instructions are read from", file_only=True),
     Option("max_event_bytes", 1 << 20, _bounded(int, 1024, 16 << 20),

@@ -12,6 +12,7 @@ from typing import Optional, Set
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from ..realtime import service
 from . import responses
 from .conversation import Conversation
 from .session import ServerOptions
@@ -141,6 +142,8 @@ class Connection(Conversation):
 
     def _expire(self) -> None:
         if not self.stopped:
+            # the limit the real service at this path would have hit: 30 minutes for Azure's paths
+            message = service.expired_message(service.session_limit(self.path))
             self.send_event("error", error={"type": "invalid_request_error", "code": "session_expired",
-                                            "message": "Your session hit the maximum duration of 60 minutes."})
+                                            "message": message})
             self.close(1000)

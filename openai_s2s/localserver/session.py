@@ -6,6 +6,7 @@ import itertools
 from typing import Any, Dict, List, Optional, Protocol
 
 from ..media.formats import PCM24, AudioFormat, format_from_wire
+from ..realtime.service import DEFAULT_MODEL
 
 # Fields only the beta shape has: a GA server refuses an update that carries any of them.
 BETA_SESSION_KEYS = {"modalities", "voice", "input_audio_format", "output_audio_format",
@@ -38,14 +39,15 @@ def event_names(generation: str) -> Dict[str, str]:
 
 def default_session(generation: str) -> Dict[str, Any]:
     # Only the fields the openai package's models declare, so the strict validators pass.
-    base = {"model": "gpt-realtime", "instructions": "You are a local test server.",
+    base = {"model": DEFAULT_MODEL, "instructions": "You are a local test server.",
             "tools": [], "tool_choice": "auto"}
     vad = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300,
            "silence_duration_ms": 500, "create_response": True, "interrupt_response": True}
     if generation == "beta":
-        return dict(base, id=new_id("sess"), modalities=["audio", "text"], voice="alloy",
-                    input_audio_format="pcm16",
-                    output_audio_format="pcm16", turn_detection=vad, temperature=0.8)
+        # the beta shape's session names no model newer than gpt-realtime
+        return dict(base, id=new_id("sess"), model="gpt-realtime", modalities=["audio", "text"],
+                    voice="alloy", input_audio_format="pcm16", output_audio_format="pcm16",
+                    turn_detection=vad, temperature=0.8)
     return dict(base, type="realtime", output_modalities=["audio"], audio={
         "input": {"format": {"type": "audio/pcm", "rate": 24000}, "turn_detection": vad},
         "output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "alloy"}})
