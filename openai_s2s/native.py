@@ -121,6 +121,9 @@ PROTOTYPES = {
     "switch_channel_set_variable_var_check": (c_int, [c_void_p, c_char_p, c_char_p, c_int]),
     "switch_channel_event_set_data": (None, [c_void_p, c_void_p]),
     "switch_channel_test_flag": (c_uint32, [c_void_p, c_int]),
+    "switch_channel_clear_flag": (None, [c_void_p, c_int]),
+    # blocks the calling (channel) thread in the park loop; ctypes gives the GIL up meanwhile
+    "switch_ivr_park": (c_int, [c_void_p, c_void_p]),
     "switch_ivr_activate_unicast": (c_int, [c_void_p, c_char_p, c_uint16, c_char_p, c_uint16, c_char_p,
                                             c_char_p]),
     "switch_event_reserve_subclass_detailed": (c_int, [c_char_p, c_char_p]),

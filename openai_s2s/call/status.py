@@ -50,5 +50,6 @@ def session_status(session: Any) -> Dict[str, Any]:
         "latency_ms": {"uplink": percentiles(uplink.latency),
                        "downlink": percentiles(playout.latencies),
                        "downlink_idle": percentiles(playout.idle_latencies)},
-        "media": session.call.stats() if hasattr(session.call, "stats") else {},
+        "media": dict(session.call.stats() if hasattr(session.call, "stats") else {},
+                      path=session.options.get("media"), why=session.options.get("media_why")),
     }

@@ -10,6 +10,7 @@ over ESL. It returns when the caller hangs up or the session ends.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
@@ -102,13 +103,17 @@ def _tools(text: str, name: str) -> List[Dict[str, Any]]:
     return [dict(t, type=t.get("type", "function")) for t in tools]
 
 
-def run_agent(core_session: Any, switch: Any, args: str, connect_timeout: float = 15.0) -> None:
-    """Run on the channel's own thread (mod_python3 ``handler``) until hangup or session end."""
+def run_agent(core_session: Any, switch: Any, args: str) -> None:
+    """Run on the channel's own thread (mod_python3 ``handler``) until hangup or session end.
+
+    With ``media`` auto or unicast the application parks its own channel and the session uses
+    the switch's unicast mode (no Python on the media thread); the commands are driven from a
+    thread of the module's meanwhile. Otherwise (``media=bug``, a channel with
+    send_silence_when_idle, a switch without unicast) it takes the media bug and drives the
+    commands from this thread."""
     uuid = core_session.getVariable("uuid")
     if not core_session.answered():
         core_session.answer()
-    # A media bug's WRITE_REPLACE fires only when the channel writes: make it write silence.
-    core_session.setVariable("send_silence_when_idle", "-1")
     call = switch.find_call(uuid)
     if call is None:
         log(WARNING, f"[{uuid}] openai_s2s agent: the channel has no media")
@@ -116,29 +121,78 @@ def run_agent(core_session: Any, switch: Any, args: str, connect_timeout: float 
     settings = config.Settings.from_xml(switch.config_xml())
     try:
         agent = plan(call.variable, call.rate, settings.values["instructions_dir"])
-    except AgentError as exc:
+        options = settings.for_call(call.variable)
+    except (AgentError, config.ConfigError) as exc:
         log(WARNING, f"[{uuid}] openai_s2s agent: {exc}")
         return
+    if _parks(call, options):
+        _run_parked(call, uuid, switch, agent, options["connect_timeout"])
+        return
+    # A media bug's WRITE_REPLACE fires only when the channel writes: make it write silence.
+    core_session.setVariable("send_silence_when_idle", "-1")
+    _drive(uuid, switch, agent, options["connect_timeout"], lambda: core_session.sleep(20),
+           core_session.ready)
+    _delete(uuid, switch)
+
+
+def _parks(call: Any, options: Dict[str, Any]) -> bool:
+    if options["media"] == "bug" or not (hasattr(call, "park") and hasattr(call, "unicast_media")):
+        return False
+    silence = (call.variable("send_silence_when_idle") or "").strip()
+    return options["media"] == "unicast" or silence in ("", "0")
+
+
+def _run_parked(call: Any, uuid: str, switch: Any, agent: AgentPlan, connect_timeout: float) -> None:
+    hung_up = threading.Event()
+
+    def drive() -> None:
+        try:
+            if not _wait(call.parked, 2.0, lambda: hung_up.wait(0.01)):
+                log(WARNING, f"[{uuid}] openai_s2s agent: the channel did not park")
+                return
+            _drive(uuid, switch, agent, connect_timeout, lambda: hung_up.wait(0.02),
+                   lambda: not hung_up.is_set())
+        except Exception as exc:
+            log(WARNING, f"[{uuid}] openai_s2s agent: {exc!r}")
+        finally:
+            _delete(uuid, switch)
+            if not hung_up.is_set():
+                call.unpark()   # the session ended first: the dialplan goes on
+
+    runner = threading.Thread(target=drive, daemon=True, name=f"s2s-agent-{uuid[:8]}")
+    runner.start()
+    call.park()          # until hangup, or drive() unparks
+    hung_up.set()
+    runner.join(connect_timeout + 5)
+    _delete(uuid, switch)
+
+
+def _wait(done: Callable[[], bool], timeout: float, pause: Callable[[], Any]) -> bool:
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        pause()
+    return done()
+
+
+def _drive(uuid: str, switch: Any, agent: AgentPlan, connect_timeout: float,
+           pause: Callable[[], Any], alive: Callable[[], bool]) -> None:
+    """session.create, wait for the connection (the session's own connect_timeout), the plan's
+    client events, then wait until the session ends or the call does."""
     reply = commands.execute(f"{uuid} session.create {agent.create_args}", switch)
     log(INFO, f"[{uuid}] openai_s2s agent: {reply}")
     if not reply.startswith("+OK"):
         return
     session = registry.get(uuid)
-    deadline = time.monotonic() + connect_timeout
-    while session is not None and session.state == "connecting" and time.monotonic() < deadline \
-            and core_session.ready():
-        core_session.sleep(20)   # releases the GIL and keeps the channel's media moving
-    if session is None or session.state != "connected":
+    if session is None or not _wait(lambda: session.state != "connecting" or not alive(),
+                                    connect_timeout + 1.0, pause) or session.state != "connected":
         log(WARNING, f"[{uuid}] openai_s2s agent: not connected")
-        _delete(uuid, switch)
         return
     for event in agent.events:
         reply = commands.execute(f"{uuid} client.event {orjson.dumps(event).decode()}", switch)
         if not reply.startswith("+OK"):
             log(WARNING, f"[{uuid}] openai_s2s agent: {event['type']}: {reply}")
-    while core_session.ready() and registry.get(uuid) is session:
-        core_session.sleep(100)
-    _delete(uuid, switch)
+    while alive() and registry.get(uuid) is session:
+        pause()
 
 
 def _delete(uuid: str, switch: Any) -> None:

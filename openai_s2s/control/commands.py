@@ -160,11 +160,7 @@ def _create(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) ->
         options = settings.for_call(call.variable)
     except config.ConfigError as exc:
         raise CommandError(str(exc)) from None
-    if options["media"] == "unicast":
-        unicast_media = getattr(call, "unicast_media", None)   # the switch layer's, where it has one
-        if unicast_media is None:
-            raise CommandError("media=unicast is not available on this switch")
-        call = unicast_media()
+    call, options = _choose_media(call, options)
     from_command = len(args) == 4
     api_key = args[3] if from_command else (
         call.variable(config.VAR_PREFIX + "api_key") or options["api_key"]
@@ -194,6 +190,21 @@ def _create(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) ->
         raise CommandError(f"cannot attach to the call's media: {exc}") from None
     log(INFO, f"[{uuid}] session.create {endpoint.display_url} ({generation}, {auth_type})")
     return f"+OK connecting to {endpoint.display_url} ({generation})"
+
+
+def _choose_media(call: Any, options: Dict[str, Any]) -> Tuple[Any, Dict[str, Any]]:
+    """The call's media path: ``media`` as asked, ``auto`` resolved, and why, for ``status``."""
+    unicast_media = getattr(call, "unicast_media", None)   # the switch layer's, where it has one
+    media, why = options["media"], "media=" + options["media"]
+    if media == "auto":
+        auto = getattr(call, "auto_media", None)
+        media, why = auto() if auto is not None and unicast_media is not None else (
+            "bug", "this switch has no unicast mode")
+    if media == "unicast":
+        if unicast_media is None:
+            raise CommandError("media=unicast is not available on this switch")
+        call = unicast_media()
+    return call, dict(options, media=media, media_why=why)
 
 
 # -- client.event -------------------------------------------------------------------

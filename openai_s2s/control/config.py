@@ -134,9 +134,10 @@ OPTIONS = (
            "resampler for 24 kHz pcm: fir (by-3 FIR, else sinc_medium) or a libsamplerate converter"),
     Option("playout_mode", "mix", _choice("mix", "replace"),
            "mix the model into what the channel plays (hold music, a bridged leg) or replace it"),
-    Option("media", "bug", _choice("bug", "unicast"),
-           "how the call's audio is reached: a media bug (any channel), or the switch's unicast "
-           "mode (parked channels without send_silence_when_idle; no Python on media threads)"),
+    Option("media", "auto", _choice("auto", "bug", "unicast"),
+           "how the call's audio is reached: auto (unicast for a parked channel without "
+           "send_silence_when_idle, else the media bug), a media bug (any channel), or the "
+           "switch's unicast mode (parked channels; no Python on media threads)"),
     Option("barge_in", "auto", _choice("auto", "always", "never"),
            "when the caller speaks over the model: auto (flush playout and truncate when the "
            "session's turn detection interrupts, as the server confirmed it; nothing when "

@@ -15,7 +15,7 @@ import ctypes
 import itertools
 import threading
 import time
-from typing import Callable, Collection, Dict, Optional
+from typing import Callable, Collection, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -193,6 +193,55 @@ class FsCall:
                                                                    mine.format(port).encode(), native.SWITCH_FALSE)
                     return port
             raise RuntimeError("switch_ivr_activate_unicast failed (see the switch's log)")
+        finally:
+            native.release(self.lib, session)
+
+    def auto_media(self) -> Tuple[str, str]:
+        """The media path ``media=auto`` takes here, and why: unicast for a parked channel
+        without send_silence_when_idle (nothing of Python then runs on its media thread), else
+        the media bug, which works on any channel."""
+        session = native.locate(self.lib, self.uuid)
+        if session is None:
+            return "bug", "the channel is gone"
+        try:
+            channel = self.lib.switch_core_session_get_channel(session)
+            if not self.lib.switch_channel_test_flag(channel, native.CF_PARK):
+                return "bug", "the channel is not parked (bridged, or running an application)"
+            silence = self._get(channel, "send_silence_when_idle")
+            if silence and silence.strip() not in ("0", ""):
+                return "bug", "the parked channel has send_silence_when_idle set"
+            return "unicast", "the channel is parked without send_silence_when_idle"
+        finally:
+            native.release(self.lib, session)
+
+    def parked(self) -> bool:
+        session = native.locate(self.lib, self.uuid)
+        if session is None:
+            return False
+        try:
+            channel = self.lib.switch_core_session_get_channel(session)
+            return bool(self.lib.switch_channel_test_flag(channel, native.CF_PARK))
+        finally:
+            native.release(self.lib, session)
+
+    def park(self) -> None:
+        """Park the channel until :meth:`unpark` or hangup. Only on the channel's own thread (a
+        dialplan application's): it blocks there, in C, with the GIL given up."""
+        session = native.locate(self.lib, self.uuid)
+        if session is None:
+            return
+        try:
+            self.lib.switch_ivr_park(session, None)
+        finally:
+            native.release(self.lib, session)
+
+    def unpark(self) -> None:
+        """End :meth:`park`: the park loop checks the flag on every frame."""
+        session = native.locate(self.lib, self.uuid)
+        if session is None:
+            return
+        try:
+            self.lib.switch_channel_clear_flag(self.lib.switch_core_session_get_channel(session), native.CF_PARK)
         finally:
             native.release(self.lib, session)
 
