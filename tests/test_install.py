@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from openai_s2s.tools import doctor, install, paths
+from openai_s2s.tools import cli, doctor, install, paths
+
+REPO = Path(__file__).resolve().parents[1]
 
 VANILLA_MODULES = """<configuration name="modules.conf" description="Modules">
   <modules>
@@ -102,7 +104,7 @@ def test_doctor_names_what_is_missing_before_install(tree):
     assert any("no startup-script" in f for f in failed)
     assert any("cannot import" in f and "freeswitch" in f for f in failed)   # not inside a switch
     assert statuses(checks)[f"mod_python3 is built: {tree.mod_dir / 'mod_python3.so'}"] == "ok"
-    assert ("skip", "no running switch answers fs_cli", "start FreeSWITCH to check the live module") in checks
+    assert any(status == "skip" and what == f"no running switch answers {tree.fs_cli}" for status, what, _ in checks)
 
 
 def test_doctor_after_install(tree):
@@ -128,3 +130,193 @@ def test_the_boot_shim_runs_and_puts_its_library_first(tmp_path, monkeypatch):
     exec(compile(install.SHIM.format(target=str(tmp_path)), "openai_s2s_boot.py", "exec"), namespace)
     assert sys.path[0] == str(tmp_path)
     assert all(callable(namespace[name]) for name in ("runtime", "fsapi", "handler"))
+
+
+
+# -- finding the switch: fake machines in a temporary root --------------------------------
+
+FS_CLI = """#!/bin/sh
+# a stand-in fs_cli: the command is the last argument
+for command; do :; done
+case "$command" in
+{cases}
+  *) echo "-ERR no reply" ;;
+esac
+"""
+DOWN = """#!/bin/sh
+echo "[ERROR] fs_cli.c:1699 main() Error Connecting []"
+exit 255
+"""
+
+
+def write_fs_cli(where, replies=None):
+    """An fs_cli in ``where``: it answers ``replies`` (command -> output), or, without
+    replies, fails as fs_cli does when no switch listens."""
+    where.mkdir(parents=True, exist_ok=True)
+    cases = "\n".join(f'  "{command}") echo "{out}" ;;' for command, out in (replies or {}).items())
+    script = where / "fs_cli"
+    script.write_text(FS_CLI.format(cases=cases) if replies is not None else DOWN)
+    script.chmod(0o755)
+    return script
+
+
+def switch_replies(layout, **extra):
+    replies = {f"global_getvar {name}": layout[name] for name in ("conf_dir", "script_dir", "mod_dir", "log_dir")}
+    replies["status"] = "UP 0 years, 0 days, 0 hours, 1 minute"
+    replies.update(extra)
+    return replies
+
+
+def make_configuration(layout):
+    """What a FreeSWITCH install leaves: a configuration (freeswitch.xml and vanilla
+    autoload_configs), a scripts directory, and mod_python3.so."""
+    conf = Path(layout["conf_dir"])
+    (conf / "autoload_configs").mkdir(parents=True)
+    (conf / "freeswitch.xml").write_text("<document type=\"freeswitch/xml\"/>\n")
+    (conf / "autoload_configs" / "modules.conf.xml").write_text(VANILLA_MODULES)
+    (conf / "autoload_configs" / "python.conf.xml").write_text(VANILLA_PYTHON)
+    Path(layout["script_dir"]).mkdir(parents=True)
+    Path(layout["mod_dir"]).mkdir(parents=True)
+    version = "%d.%d" % sys.version_info[:2]
+    (Path(layout["mod_dir"]) / "mod_python3.so").write_bytes(b"libpython" + version.encode() + b".so.1.0\x00")
+
+
+@pytest.fixture
+def machine(tmp_path, monkeypatch):
+    """The usual install places, moved under tmp_path; PATH holds only an empty directory."""
+    root = tmp_path / "root"
+    monkeypatch.setattr(paths, "FS_CLI_DIRS", tuple(str(root / d) for d in
+                                                     ("usr/local/freeswitch/bin", "usr/bin", "opt/freeswitch/bin",
+                                                      "usr/local/bin")))
+    monkeypatch.setattr(paths, "LAYOUTS", {
+        "package": {"conf_dir": f"{root}/etc/freeswitch", "script_dir": f"{root}/usr/share/freeswitch/scripts",
+                    "mod_dir": f"{root}/usr/lib/freeswitch/mod", "log_dir": f"{root}/var/log/freeswitch"},
+        "source": paths.source_layout(f"{root}/usr/local/freeswitch")})
+    (tmp_path / "empty-bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    root.mkdir()
+    return root
+
+
+def run(capsys, *argv):
+    status = cli.main(list(argv))
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+def files_under(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def resolve(*argv):
+    return paths.resolve_paths(cli._parser().parse_args(["doctor", *argv]))
+
+
+def test_fs_cli_off_path_is_found_in_the_source_prefix_and_the_switch_gives_the_paths(machine):
+    source = paths.LAYOUTS["source"]
+    make_configuration(source)
+    fs_cli = write_fs_cli(machine / "usr/local/freeswitch/bin",
+                          switch_replies(source, **{"global_getvar run_dir": f"{machine}/run"}))
+    found = resolve()
+    assert found.fs_cli == fs_cli
+    assert found.sources["fs_cli"] == f"found on disk in {machine}/usr/local/freeswitch/bin"
+    for name in ("conf_dir", "script_dir", "mod_dir", "log_dir", "run_dir"):
+        assert found.sources[name] == f"from the running switch: global_getvar {name}"
+    assert (found.conf_dir, found.script_dir, found.run_dir) == (
+        Path(source["conf_dir"]), Path(source["script_dir"]), machine / "run")
+
+
+def test_fs_cli_on_path_comes_first(machine, tmp_path, monkeypatch):
+    make_configuration(paths.LAYOUTS["source"])
+    write_fs_cli(machine / "usr/local/freeswitch/bin")
+    on_path = write_fs_cli(tmp_path / "bin")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    assert resolve().fs_cli == on_path and resolve().sources["fs_cli"] == "on PATH"
+
+
+def test_a_running_switch_is_believed_over_the_disk(machine):
+    """Both layouts have a configuration; the switch that answers says which is its own,
+    wherever it keeps it."""
+    make_configuration(paths.LAYOUTS["package"])
+    make_configuration(paths.LAYOUTS["source"])
+    own = paths.source_layout(f"{machine}/srv/fs")
+    make_configuration(own)
+    write_fs_cli(machine / "opt/freeswitch/bin", switch_replies(own))
+    found = resolve()
+    assert (found.conf_dir, found.script_dir, found.mod_dir, found.log_dir) == tuple(
+        Path(own[name]) for name in ("conf_dir", "script_dir", "mod_dir", "log_dir"))
+
+
+def test_source_layout_found_on_disk_and_installed_into(machine, capsys):
+    """No switch answers and /etc/freeswitch holds only what a mistaken install left: the
+    source build's configuration is the one used."""
+    source = paths.LAYOUTS["source"]
+    make_configuration(source)
+    write_fs_cli(machine / "usr/local/freeswitch/bin")   # installed, but the switch is down
+    leftover = Path(paths.LAYOUTS["package"]["conf_dir"]) / "autoload_configs"
+    leftover.mkdir(parents=True)
+    status, out, err = run(capsys, "install", "--no-pip")
+    assert status == 0, err
+    assert f"conf_dir {source['conf_dir']} (found on disk: source layout)" in out
+    assert f"script_dir {source['script_dir']} (found on disk: source layout)" in out
+    conf = Path(source["conf_dir"]) / "autoload_configs"
+    assert paths.loads_mod_python3((conf / "modules.conf.xml").read_text())
+    assert (Path(source["script_dir"]) / "openai_s2s_boot.py").exists()
+    assert list(leftover.iterdir()) == []
+
+
+def test_package_layout_found_on_disk(machine, capsys):
+    package = paths.LAYOUTS["package"]
+    make_configuration(package)
+    found = resolve()
+    assert found.fs_cli is None and found.sources["conf_dir"] == "found on disk: package layout"
+    assert (found.conf_dir, found.script_dir, found.mod_dir) == tuple(
+        Path(package[name]) for name in ("conf_dir", "script_dir", "mod_dir"))
+    status, out, _ = run(capsys, "doctor", "--target", "none")
+    assert f"[info] mod_dir {package['mod_dir']} (found on disk: package layout)" in out
+    assert f"[ ok ] mod_python3 is built: {package['mod_dir']}/mod_python3.so" in out
+    assert "[skip] no fs_cli found to ask a running switch\n       -> pass --fs-cli" in out
+
+
+@pytest.mark.parametrize("argv, where", [
+    ((), "{package} or {source}, and no fs_cli was found"),
+    (("--layout", "source"), "{source} (from --layout source)"),
+    (("--conf-dir", "{root}/nowhere"), "{root}/nowhere (from --conf-dir)"),
+])
+@pytest.mark.parametrize("command", ["install", "doctor"])
+def test_no_configuration_is_one_line_and_nothing_is_written(machine, capsys, argv, where, command):
+    before = files_under(machine)
+    names = {"root": machine, "package": paths.LAYOUTS["package"]["conf_dir"],
+             "source": paths.LAYOUTS["source"]["conf_dir"]}
+    options = [a.format(**names) for a in argv] + (["--no-pip"] if command == "install" else [])
+    status, out, err = run(capsys, command, *options)
+    assert status != 0 and out == ""
+    assert err == f"-ERR no FreeSWITCH configuration at {where.format(**names)}: pass --conf-dir\n"
+    assert files_under(machine) == before
+
+
+def test_dry_run_says_where_each_path_came_from(machine, capsys):
+    source = paths.LAYOUTS["source"]
+    make_configuration(source)
+    fs_cli = write_fs_cli(machine / "usr/bin", {"global_getvar conf_dir": source["conf_dir"], "status": "UP"})
+    before = files_under(machine)
+    status, out, err = run(capsys, "install", "--dry-run", "--scripts-dir", f"{machine}/scripts")
+    assert status == 0, err
+    lines = out.splitlines()
+    assert lines[:5] == [
+        f"fs_cli {fs_cli} (found on disk in {machine}/usr/bin)",
+        f"conf_dir {source['conf_dir']} (from the running switch: global_getvar conf_dir)",
+        f"script_dir {machine}/scripts (from --scripts-dir)",
+        f"mod_dir {source['mod_dir']} (source layout, matching conf_dir)",
+        f"log_dir {source['log_dir']} (source layout, matching conf_dir)"]
+    assert all(line.startswith("would ") for line in lines[5:]) and len(lines) > 6
+    assert files_under(machine) == before
+
+
+def test_a_source_build_under_another_prefix_keeps_its_files_together(machine):
+    own = paths.source_layout(f"{machine}/opt/fs")
+    make_configuration(own)
+    make_configuration(paths.LAYOUTS["package"])
+    found = resolve("--conf-dir", own["conf_dir"])
+    assert found.script_dir == Path(own["script_dir"]) and found.mod_dir == Path(own["mod_dir"])
+    assert found.sources["script_dir"] == f"source under {machine}/opt/fs layout, matching conf_dir"

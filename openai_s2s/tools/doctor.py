@@ -122,8 +122,7 @@ def doctor(paths: Paths, cli_args: Sequence[str] = ()) -> List[Check]:
         else:
             add("ok", "the switch's Python imports openai_s2s, websocket-client, orjson, samplerate, freeswitch")
 
-    run_dir = fs_cli(paths, "global_getvar run_dir", cli_args)
-    pid = switch_pid(Path(run_dir) if run_dir else None)
+    pid = switch_pid(paths.run_dir)
     environ = switch_environ(pid) if pid else None
     key_conf = autoload / "openai_s2s.conf.xml"
     conf_key = key_conf.exists() and re.search(r"<param\s+name=\"api-key\"\s+value=\"[^\"]+\"",
@@ -145,8 +144,11 @@ def doctor(paths: Paths, cli_args: Sequence[str] = ()) -> List[Check]:
                 "the embedded Python may take that installation's standard library; start the switch "
                 "with a PATH without pyenv or a virtualenv")
 
-    if fs_cli(paths, "status", cli_args) is None:
-        add("skip", "no running switch answers fs_cli", "start FreeSWITCH to check the live module")
+    if paths.fs_cli is None:
+        add("skip", "no fs_cli found to ask a running switch", "pass --fs-cli")
+    elif fs_cli(paths, "status", cli_args) is None:
+        add("skip", f"no running switch answers {paths.fs_cli}", "start FreeSWITCH to check the live module "
+            "(--cli-arg for another event socket host, port or password)")
     else:
         if (fs_cli(paths, "module_exists mod_python3", cli_args) or "") == "true":
             add("ok", "mod_python3 is loaded in the running switch")
@@ -159,3 +161,4 @@ def doctor(paths: Paths, cli_args: Sequence[str] = ()) -> List[Check]:
             add("FAIL", "uuid_openai_s2s is not registered",
                 "check the switch's log for 'openai_s2s' errors, or run fs_cli -x 'pyrun openai_s2s_boot'")
     return checks
+
