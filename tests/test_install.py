@@ -320,3 +320,30 @@ def test_a_source_build_under_another_prefix_keeps_its_files_together(machine):
     found = resolve("--conf-dir", own["conf_dir"])
     assert found.script_dir == Path(own["script_dir"]) and found.mod_dir == Path(own["mod_dir"])
     assert found.sources["script_dir"] == f"source under {machine}/opt/fs layout, matching conf_dir"
+
+
+def test_doctor_advice_restarts_the_switch_rather_than_reloading(machine, capsys):
+    source = paths.LAYOUTS["source"]
+    make_configuration(source)
+    write_fs_cli(machine / "usr/local/freeswitch/bin",
+                 switch_replies(source, **{"module_exists mod_python3": "false",
+                                           "show api uuid_openai_s2s": "0 total."}))
+    status, out, _ = run(capsys, "doctor", "--target", "none")
+    assert status == 1
+    assert "[FAIL] mod_python3 is not loaded in the running switch\n       -> once modules.conf.xml loads it, " \
+           "restart FreeSWITCH" in out
+    assert (f"look for 'openai_s2s' in {source['log_dir']}/freeswitch.log; after a fix, restart FreeSWITCH "
+            "(mod_python3 cannot be unloaded or reloaded)") in out
+    assert "load mod_python3'" not in out and "pyrun" not in out
+
+
+def test_no_advice_anywhere_names_a_reload_of_mod_python3():
+    """mod_python3 can be neither unloaded nor reloaded: only a restart takes a change."""
+    wrong = ("'load mod_python3", "reload mod_python3", "unload mod_python3", "reload mod_python ",
+             "unload mod_python ")
+    texts = [path for path in REPO.rglob("*") if path.suffix in (".py", ".md", ".xml", ".snippet", ".cfg")
+             and not any(part.startswith(".") or part == "__pycache__" for part in path.relative_to(REPO).parts)]
+    assert any(path.name == "doctor.py" for path in texts) and any(path.name == "README.md" for path in texts)
+    for path in texts:
+        if path != Path(__file__).resolve():
+            assert not [w for w in wrong if w in path.read_text(errors="replace")], path

@@ -144,6 +144,7 @@ def doctor(paths: Paths, cli_args: Sequence[str] = ()) -> List[Check]:
                 "the embedded Python may take that installation's standard library; start the switch "
                 "with a PATH without pyenv or a virtualenv")
 
+    log_file = f"{paths.log_dir}/freeswitch.log" if paths.log_dir else "the switch's log"
     if paths.fs_cli is None:
         add("skip", "no fs_cli found to ask a running switch", "pass --fs-cli")
     elif fs_cli(paths, "status", cli_args) is None:
@@ -153,12 +154,14 @@ def doctor(paths: Paths, cli_args: Sequence[str] = ()) -> List[Check]:
         if (fs_cli(paths, "module_exists mod_python3", cli_args) or "") == "true":
             add("ok", "mod_python3 is loaded in the running switch")
         else:
-            add("FAIL", "mod_python3 is not loaded in the running switch", "fs_cli -x 'load mod_python3'")
+            add("FAIL", "mod_python3 is not loaded in the running switch",
+                f"once modules.conf.xml loads it, restart FreeSWITCH; {log_file} says why a load failed")
         listing = fs_cli(paths, "show api uuid_openai_s2s", cli_args) or ""
         if "1 total" in listing:
             add("ok", "uuid_openai_s2s is registered")
         else:
             add("FAIL", "uuid_openai_s2s is not registered",
-                "check the switch's log for 'openai_s2s' errors, or run fs_cli -x 'pyrun openai_s2s_boot'")
+                f"look for 'openai_s2s' in {log_file}; after a fix, restart FreeSWITCH "
+                "(mod_python3 cannot be unloaded or reloaded)")
     return checks
 
