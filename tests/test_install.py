@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from openai_s2s.tools import cli, doctor, install, paths
+from openai_s2s.tools import cli, doctor, install, models, paths
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -347,3 +347,53 @@ def test_no_advice_anywhere_names_a_reload_of_mod_python3():
     for path in texts:
         if path != Path(__file__).resolve():
             assert not [w for w in wrong if w in path.read_text(errors="replace")], path
+
+
+# -- deprecated models, as the installed openai package lists them -------------------------
+
+def test_doctor_warns_of_a_deprecated_model_the_openai_package_lists(tree):
+    openai = pytest.importorskip("openai")
+    version, deprecated = models.installed_deprecations()
+    assert version == openai.__version__ and deprecated, "openai's model docstring is no longer read"
+    assert "gpt-realtime-mini" in deprecated and "gpt-realtime-2" not in deprecated
+    assert all("shutdown" in note.lower() for note in deprecated.values())
+    dialplan = tree.conf_dir / "dialplan" / "default"
+    dialplan.mkdir(parents=True)
+    (dialplan / "agents.xml").write_text(
+        '<include><extension name="a"><condition>\n'
+        '  <action application="set" data="openai_s2s_model=gpt-realtime-mini"/>\n'
+        '  <!-- <action application="set" data="openai_s2s_model=gpt-audio-mini"/> -->\n'
+        '  <action application="set" data="openai_s2s_path=v1/realtime?model=gpt-realtime-2"/>\n'
+        '</condition></extension></include>\n')
+    warned = [(what, hint) for status, what, hint in doctor.doctor(tree) if status == "warn" and "deprecated" in what]
+    mini = [(what, hint) for what, hint in warned if "gpt-realtime-mini" in what]
+    assert mini == [(f"model gpt-realtime-mini (openai_s2s_model in {dialplan / 'agents.xml'}) is deprecated in "
+                     f"openai {version}", f"choose another; openai says: {deprecated['gpt-realtime-mini']}")]
+    assert not any("gpt-realtime-2 " in what or "gpt-audio-mini" in what for what, _ in warned)
+
+
+def test_models_in_the_config_file_and_the_agent_default_are_checked(tree, monkeypatch):
+    from openai_s2s.control import agent
+    monkeypatch.setattr(models, "installed_deprecations", lambda: ("9.9", {"old-one": "gone soon.", "older": "gone."}))
+    monkeypatch.setattr(agent, "DEFAULT_MODEL", "older")
+    (tree.conf_dir / "autoload_configs" / "openai_s2s.conf.xml").write_text(
+        '<configuration name="openai_s2s.conf"><settings>\n'
+        '  <param name="path" value="v1/realtime?model=old-one&amp;x=1"/>\n</settings></configuration>\n')
+    warned = [what for status, what, _ in doctor.model_checks(tree.conf_dir) if status == "warn"]
+    assert warned == ["model older (the agent's default, when openai_s2s_model is not set) is deprecated in openai 9.9",
+                      f"model old-one (path in {tree.conf_dir / 'autoload_configs' / 'openai_s2s.conf.xml'}) "
+                      "is deprecated in openai 9.9"]
+
+
+def test_an_unreadable_deprecation_list_says_nothing_but_that(tree, monkeypatch):
+    unreadable = 'class S:\n    model: str\n    """Deprecated values:\n\n    - gpt-x: soon\n    """\n'
+    assert models.deprecated_in_source(unreadable) is None
+    assert models.deprecated_in_source("class S:\n    name: str\n") is None
+    assert models.deprecated_in_source('class S:\n    model: str\n    """The model."""\n') == {}
+    monkeypatch.setattr(models, "installed_deprecations", lambda: ("9.9", None))
+    assert [status for status, _, _ in doctor.model_checks(tree.conf_dir)] == ["skip"]
+
+
+def test_without_the_openai_package_models_are_not_mentioned(tree, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openai", None)   # import openai fails
+    assert models.installed_deprecations() == (None, None) and doctor.model_checks(tree.conf_dir) == []

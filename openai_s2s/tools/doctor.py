@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..control.config import KEY_ENV_VARS
+from . import models
 from .paths import SHIM_NAME, Paths, uncommented, fs_cli, loads_mod_python3, startup_script
 
 
@@ -144,6 +145,8 @@ def doctor(paths: Paths, cli_args: Sequence[str] = ()) -> List[Check]:
                 "the embedded Python may take that installation's standard library; start the switch "
                 "with a PATH without pyenv or a virtualenv")
 
+    checks.extend(model_checks(paths.conf_dir))
+
     log_file = f"{paths.log_dir}/freeswitch.log" if paths.log_dir else "the switch's log"
     if paths.fs_cli is None:
         add("skip", "no fs_cli found to ask a running switch", "pass --fs-cli")
@@ -165,3 +168,17 @@ def doctor(paths: Paths, cli_args: Sequence[str] = ()) -> List[Check]:
                 "(mod_python3 cannot be unloaded or reloaded)")
     return checks
 
+
+def model_checks(conf_dir: Path) -> List[Check]:
+    """A warning for each model in use that the installed openai package marks deprecated."""
+    version, deprecated = models.installed_deprecations()
+    if version is None:
+        return []
+    if deprecated is None:
+        return [("skip", f"deprecated models: openai {version} does not list them in a shape this reads", "")]
+    checks: List[Check] = []
+    for name, where in models.configured_models(conf_dir):
+        if name in deprecated:
+            checks.append(("warn", f"model {name} ({where}) is deprecated in openai {version}",
+                           f"choose another; openai says: {deprecated[name]}"))
+    return checks
