@@ -20,3 +20,24 @@ def test_collections_are_counted_and_imports_frozen():
     after = process.gc_stats()
     assert after["collections"][2] == before["collections"][2] + 1
     assert after["total_ms"][2] >= before["total_ms"][2] and after["max_ms"][2] >= 0
+
+
+def test_malformed_overrides_are_logged_and_never_break_the_import():
+    """mod_python3 imports the entry module with the switch's environment: a bad value there
+    must leave the module importable, with the default in force and the reason logged."""
+    import os
+    import subprocess
+    import sys
+
+    from openai_s2s.tools.install import SHIM
+    code = ("import sys\n" + SHIM.format(target="") +
+            "\nimport openai_s2s.switch.entry\nfrom openai_s2s import process\n"
+            "print(process.set_switch_interval(), sys.getswitchinterval())\n"
+            "process.first_session()\n"
+            "print(process.last_session_ended(lambda: False) is not None)\n")
+    env = dict(os.environ, OPENAI_S2S_SWITCH_INTERVAL="abc", OPENAI_S2S_GC_FREEZE="perhaps",
+               OPENAI_S2S_HEAP_TRIM="")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [repr(process.DEFAULT_SWITCH_INTERVAL)] * 2 + ["True"]
+    assert "OPENAI_S2S_SWITCH_INTERVAL='abc' ignored" in out.stderr

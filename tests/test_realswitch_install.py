@@ -48,7 +48,11 @@ def test_install_then_doctor_in_a_real_switch(tmp_path):
         assert "1 total" in switch.cli("show api uuid_openai_s2s"), switch.log_tail()
         # one interpreter: once the shim has run, the package's own name works too
         assert switch.cli("python openai_s2s status").startswith('+OK {"sessions":[]')
-        # the doctor reads conf_dir, script_dir and mod_dir from the live switch
+        # with no paths given, install and doctor read them from the live switch
+        dry = run_module("install", "--dry-run", "--no-pip", *cli)
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        assert f"conf_dir {switch.conf} (from the running switch: global_getvar conf_dir)" in dry.stdout
+        assert "would write the boot shim" in dry.stdout
         after = run_module("doctor", "--target", str(realswitch.REPO), *cli)
         assert after.returncode == 0, after.stdout
         assert "[ ok ] uuid_openai_s2s is registered" in after.stdout

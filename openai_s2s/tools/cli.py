@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Optional, Sequence
 
 from .doctor import doctor
 from .install import DEFAULT_TARGET, plan_install
-from .paths import LAYOUTS, resolve_paths
+from .paths import LAYOUT_ALIASES, LAYOUTS, PathError, resolve_paths
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -14,8 +15,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("install", "doctor"):
         p = sub.add_parser(name)
-        p.add_argument("--layout", choices=sorted(LAYOUTS), default="debian",
-                       help="defaults for paths not given and not read from a running switch (default debian)")
+        p.add_argument("--layout", choices=sorted(LAYOUTS) + sorted(LAYOUT_ALIASES),
+                       help="where to look for paths neither given nor read from a running switch: package "
+                            "(/etc/freeswitch, /usr/share/freeswitch; debian is the same) or source "
+                            "(/usr/local/freeswitch); default: the one found on disk")
         p.add_argument("--conf-dir", dest="conf_dir")
         p.add_argument("--scripts-dir", dest="script_dir")
         p.add_argument("--mod-dir", dest="mod_dir")
@@ -36,17 +39,26 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
-    paths = resolve_paths(args)
+    try:
+        paths = resolve_paths(args)
+        steps = plan_install(paths, pip=not args.no_pip, dialplan=args.dialplan) if args.command == "install" else []
+    except PathError as exc:
+        print(f"-ERR {exc}", file=sys.stderr)
+        return 2
     if args.command == "install":
-        steps = plan_install(paths, pip=not args.no_pip, dialplan=args.dialplan)
+        for line in paths.provenance():
+            print(line)
         for step in steps:
             print(("would " if args.dry_run else "") + step.describe)
             if not args.dry_run:
                 step.apply()
         if not args.dry_run:
-            print("done; restart FreeSWITCH (mod_python3 cannot be reloaded), then: python3 -m openai_s2s doctor")
+            print("done; restart FreeSWITCH (mod_python3 cannot be unloaded or reloaded), "
+                  "then: python3 -m openai_s2s doctor")
         return 0
     failed = False
+    for line in paths.provenance():
+        print(f"[info] {line}")
     for status, what, hint in doctor(paths, args.cli_args):
         failed |= status == "FAIL"
         print(f"[{status:^4}] {what}" + (f"\n       -> {hint}" if hint and status != "ok" else ""))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..control.config import KEY_ENV_VARS
+from . import models
 from .paths import SHIM_NAME, Paths, uncommented, fs_cli, loads_mod_python3, startup_script
 
 
@@ -122,8 +123,7 @@ def doctor(paths: Paths, cli_args: Sequence[str] = ()) -> List[Check]:
         else:
             add("ok", "the switch's Python imports openai_s2s, websocket-client, orjson, samplerate, freeswitch")
 
-    run_dir = fs_cli(paths, "global_getvar run_dir", cli_args)
-    pid = switch_pid(Path(run_dir) if run_dir else None)
+    pid = switch_pid(paths.run_dir)
     environ = switch_environ(pid) if pid else None
     key_conf = autoload / "openai_s2s.conf.xml"
     conf_key = key_conf.exists() and re.search(r"<param\s+name=\"api-key\"\s+value=\"[^\"]+\"",
@@ -145,17 +145,40 @@ def doctor(paths: Paths, cli_args: Sequence[str] = ()) -> List[Check]:
                 "the embedded Python may take that installation's standard library; start the switch "
                 "with a PATH without pyenv or a virtualenv")
 
-    if fs_cli(paths, "status", cli_args) is None:
-        add("skip", "no running switch answers fs_cli", "start FreeSWITCH to check the live module")
+    checks.extend(model_checks(paths.conf_dir))
+
+    log_file = f"{paths.log_dir}/freeswitch.log" if paths.log_dir else "the switch's log"
+    if paths.fs_cli is None:
+        add("skip", "no fs_cli found to ask a running switch", "pass --fs-cli")
+    elif fs_cli(paths, "status", cli_args) is None:
+        add("skip", f"no running switch answers {paths.fs_cli}", "start FreeSWITCH to check the live module "
+            "(--cli-arg for another event socket host, port or password)")
     else:
         if (fs_cli(paths, "module_exists mod_python3", cli_args) or "") == "true":
             add("ok", "mod_python3 is loaded in the running switch")
         else:
-            add("FAIL", "mod_python3 is not loaded in the running switch", "fs_cli -x 'load mod_python3'")
+            add("FAIL", "mod_python3 is not loaded in the running switch",
+                f"once modules.conf.xml loads it, restart FreeSWITCH; {log_file} says why a load failed")
         listing = fs_cli(paths, "show api uuid_openai_s2s", cli_args) or ""
         if "1 total" in listing:
             add("ok", "uuid_openai_s2s is registered")
         else:
             add("FAIL", "uuid_openai_s2s is not registered",
-                "check the switch's log for 'openai_s2s' errors, or run fs_cli -x 'pyrun openai_s2s_boot'")
+                f"look for 'openai_s2s' in {log_file}; after a fix, restart FreeSWITCH "
+                "(mod_python3 cannot be unloaded or reloaded)")
+    return checks
+
+
+def model_checks(conf_dir: Path) -> List[Check]:
+    """A warning for each model in use that the installed openai package marks deprecated."""
+    version, deprecated = models.installed_deprecations()
+    if version is None:
+        return []
+    if deprecated is None:
+        return [("skip", f"deprecated models: openai {version} does not list them in a shape this reads", "")]
+    checks: List[Check] = []
+    for name, where in models.configured_models(conf_dir):
+        if name in deprecated:
+            checks.append(("warn", f"model {name} ({where}) is deprecated in openai {version}",
+                           f"choose another; openai says: {deprecated[name]}"))
     return checks

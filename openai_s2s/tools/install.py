@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from .paths import SHIM_NAME, Paths, loads_mod_python3, startup_script
+from .paths import SHIM_NAME, Paths, PathError, loads_mod_python3, startup_script
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent   # openai_s2s/
 DEFAULT_TARGET = "/usr/local/lib/openai_s2s"
@@ -81,6 +81,9 @@ def conf_source() -> Path:
 
 def plan_install(paths: Paths, pip: bool = True, dialplan: bool = False) -> List[Step]:
     """Every change the installer would make, in order; nothing is touched here."""
+    if not paths.conf_dir.is_dir():
+        # a configuration written where no switch reads one only looks installed
+        raise PathError(f"no FreeSWITCH configuration at {paths.conf_dir}: pass --conf-dir")
     src = conf_source()
     steps: List[Step] = []
     if pip:
