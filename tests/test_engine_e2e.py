@@ -473,4 +473,4 @@ def test_unicast_media_where_the_switch_has_none_is_a_clear_error(h):
     assert h.create("u-uni") == "-ERR media=unicast is not available on this switch"
     assert h.api("u-uni status").startswith("-ERR no openai_s2s session")
     h.call("u-uni-bad", openai_s2s_media="rtp")
-    assert h.create("u-uni-bad").startswith("-ERR openai_s2s_media: expected one of bug, unicast")
+    assert h.create("u-uni-bad").startswith("-ERR openai_s2s_media: expected one of auto, bug, unicast")

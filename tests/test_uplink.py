@@ -98,3 +98,35 @@ def test_send_room_is_never_a_blocking_write(tcp_pair):
 
 def test_send_room_of_something_that_is_no_socket_says_go_ahead():
     assert send_room(object()) > 1 << 20
+
+
+class _Ws:
+    """What the sender uses of a websocket: its socket (and no lock)."""
+    def __init__(self, sock):
+        self.sock = sock
+        self.lock = None
+
+
+def test_caller_audio_that_waited_past_the_latency_bound_is_dropped_not_sent():
+    import time
+    from openai_s2s.call.uplink import UplinkSender
+    from openai_s2s.control.config import Settings
+    from openai_s2s.media.formats import PCMU
+    options = dict(Settings().values, uplink_max_latency_ms=500)
+    ours, theirs = socket.socketpair()
+    try:
+        sender = UplinkSender(8000, 160, options, lambda now: None, lambda exc: None)
+        sender.connected(_Ws(ours))
+        sender.start_audio(PCMU)
+        for _ in range(50):                     # one second of caller audio, captured now
+            sender.capture(bytes(320))
+        sender.pump(time.monotonic() + 0.6)     # the pump gets to it 0.6 s late
+        assert sender.dropped_late == 50 and sender.appends == 0 and sender.dropped_total == 50
+        for _ in range(5):
+            sender.capture(bytes(320))
+        sender.pump(time.monotonic())           # on time: sent
+        assert sender.appends == 5 and sender.dropped_late == 50
+        assert max(sender.latency) < 0.5
+    finally:
+        ours.close()
+        theirs.close()

@@ -77,7 +77,7 @@ class Housekeeping:
 
     def _overruns(self, now: float) -> None:
         session = self.session
-        for side, count in enumerate((session.uplink.dropped, session.playout.overruns)):
+        for side, count in enumerate((session.uplink.dropped_total, session.playout.overruns)):
             new = count - self._overruns_reported[side]
             if not new or now - self._overruns_at[side] < OVERRUN_EVERY:
                 continue

@@ -33,7 +33,8 @@ def session_status(session: Any) -> Dict[str, Any]:
         # barge-in: the option, and whether the server's confirmed turn detection interrupts
         "barge_in": proto.barge_in_mode, "server_interrupts": proto.server_interrupts,
         "counters": {
-            "frames_in": uplink.frames_in, "frames_dropped": uplink.dropped,
+            "frames_in": uplink.frames_in, "frames_dropped": uplink.dropped_total,
+            "frames_dropped_late": uplink.dropped_late,
             "appends": uplink.appends, "bytes_up": uplink.bytes_up,
             "events_out": uplink.events_out, "events_in": session.receiver.events_in,
             "deltas": session.deltas, "bytes_down": session.bytes_down,

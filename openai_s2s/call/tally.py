@@ -38,7 +38,7 @@ def failure_kind(reason: str) -> str:
 
 def counters(session: Any) -> Dict[str, int]:
     uplink, playout = session.uplink, session.playout
-    return {"frames_in": uplink.frames_in, "frames_dropped": uplink.dropped,
+    return {"frames_in": uplink.frames_in, "frames_dropped": uplink.dropped_total,
             "frames_out": playout.frames_out, "bytes_up": uplink.bytes_up,
             "bytes_down": session.bytes_down, "underruns": playout.underruns,
             "overruns": playout.overruns, "barge_ins": session.proto.barge_ins}

@@ -49,6 +49,9 @@ class UplinkSender:
         # (None, AudioFormat) when the uplink opens. Appended by the media and API threads.
         self.queue: "Deque[Tuple[Optional[float], Any]]" = collections.deque()
         self.max_frames = max(1, options["uplink_max_ms"] * rate // (1000 * frame_samples))
+        # Caller audio older than this when the pump reaches it is dropped, not sent: a pump
+        # that fell behind (a starved process) catches up at once instead of running late.
+        self.max_latency = options["uplink_max_latency_ms"] / 1000
         self.open = False          # read by the media thread: caller audio is queued only when open
         self.stopped = False
         self.ws: Optional[websocket.WebSocket] = None
@@ -70,12 +73,17 @@ class UplinkSender:
         self._next_ping = float("inf")
         # counters, each written by one thread
         self.frames_in = 0
-        self.dropped = 0
+        self.dropped = 0           # the queue full (media thread)
+        self.dropped_late = 0      # older than max_latency when the pump got to them (pump)
         self.appends = 0
         self.bytes_up = 0
         self.events_out = 0
         self.latency: Deque[float] = collections.deque(maxlen=512)
         self.latency_histogram = LatencyHistogram()   # every append, for the metrics
+
+    @property
+    def dropped_total(self) -> int:
+        return self.dropped + self.dropped_late
 
     # -- producers ---------------------------------------------------------------
     def capture(self, pcm: bytes) -> None:
@@ -129,7 +137,7 @@ class UplinkSender:
         # websocket-client's own senders (pong, close) take this lock: frames never interleave.
         if lock is None or lock.acquire(False):
             try:
-                self._send_queued(ws, writer)
+                self._send_queued(ws, writer, now - self.max_latency)
                 if now >= self._next_ping and self._fits(ws, 6):
                     self._room -= writer.send(b"", OPCODE_PING)
                     self._next_ping = now + float(self.options["ping_interval"])
@@ -142,7 +150,7 @@ class UplinkSender:
     def pump_failed(self, exc: BaseException) -> None:
         self._failed(exc)
 
-    def _send_queued(self, ws: websocket.WebSocket, writer: FrameWriter) -> None:
+    def _send_queued(self, ws: websocket.WebSocket, writer: FrameWriter, stale: float) -> None:
         if self.pending is not None and not self._send_pending(ws, writer):
             return
         queue = self.queue
@@ -150,6 +158,9 @@ class UplinkSender:
             stamp, payload = queue.popleft()
             if stamp is not None:
                 if self._encoder is None or not self.open:
+                    continue
+                if stamp < stale:
+                    self.dropped_late += 1
                     continue
                 if not self._chunk:
                     self._chunk_started = stamp

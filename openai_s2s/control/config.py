@@ -130,6 +130,9 @@ OPTIONS = (
            "most model audio queued for the caller; more fires buffer_overrun"),
     Option("uplink_max_ms", 5000, _bounded(int, 100, 60000),
            "most caller audio waiting for the websocket; more fires buffer_overrun"),
+    Option("uplink_max_latency_ms", 1000, _bounded(int, 100, 60000),
+           "caller audio older than this when the uplink gets to it is dropped (one "
+           "buffer_overrun a second), so the model never hears the caller late"),
     Option("resampler", "fir", _choice("fir", "sinc_best", "sinc_medium", "sinc_fastest", "linear"),
            "resampler for 24 kHz pcm: fir (by-3 FIR, else sinc_medium) or a libsamplerate converter"),
     Option("playout_mode", "mix", _choice("mix", "replace"),
