@@ -14,6 +14,15 @@ BETA_SESSION_KEYS = {"modalities", "voice", "input_audio_format", "output_audio_
 _ids = itertools.count(1)
 
 
+# What the service fills in for the fields a turn_detection leaves out, per type (the openai
+# package's docstrings: threshold 0.5, prefix 300 ms, silence 500 ms; eagerness "auto").
+VAD_DEFAULTS: Dict[str, Dict[str, Any]] = {
+    "server_vad": {"threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 500,
+                   "create_response": True, "interrupt_response": True},
+    "semantic_vad": {"eagerness": "auto", "create_response": True, "interrupt_response": True},
+}
+
+
 class ServerOptions(Protocol):
     """The server's settings as a connection reads them: at each use, so a test may change
     ``reply`` or ``speed`` while a call goes on."""
@@ -36,12 +45,29 @@ def event_names(generation: str) -> Dict[str, str]:
             "text": "response.output_text", "part_audio": "audio", "part_text": "text"}
 
 
+def with_vad_defaults(turn_detection: Any, generation: str) -> Any:
+    """``turn_detection`` as the service echoes it: its type's defaults where it left a field
+    out (or null), so ``{"type": "server_vad"}`` comes back whole. Null stays null (no turn
+    detection); a type the server does not know is left as it came."""
+    if not isinstance(turn_detection, dict):
+        return turn_detection
+    kind = turn_detection.get("type") or ("server_vad" if generation == "beta" else None)
+    defaults = VAD_DEFAULTS.get(kind) if isinstance(kind, str) else None
+    if defaults is None:
+        return turn_detection
+    given = {k: v for k, v in turn_detection.items() if v is not None}
+    filled = {"type": kind, **defaults, **given}
+    if generation == "ga" and kind == "server_vad":
+        # GA only: the beta models have no idle timeout
+        filled.setdefault("idle_timeout_ms", None)
+    return filled
+
+
 def default_session(generation: str) -> Dict[str, Any]:
     # Only the fields the openai package's models declare, so the strict validators pass.
     base = {"model": "gpt-realtime", "instructions": "You are a local test server.",
             "tools": [], "tool_choice": "auto"}
-    vad = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300,
-           "silence_duration_ms": 500, "create_response": True, "interrupt_response": True}
+    vad = with_vad_defaults({"type": "server_vad"}, generation)
     if generation == "beta":
         return dict(base, id=new_id("sess"), modalities=["audio", "text"], voice="alloy",
                     input_audio_format="pcm16",
@@ -59,14 +85,14 @@ class SessionState:
         self.session: Dict[str, Any] = {}
         self.in_fmt: AudioFormat = PCM24
         self.out_fmt: AudioFormat = PCM24
-        self.vad: Optional[Dict[str, Any]] = {"type": "server_vad", "silence_duration_ms": 500,
-                                              "create_response": True}
+        self.vad: Any = None                   # turn_detection as the session has it
         self.tools: List[Dict[str, Any]] = []
         self.text_only = False
 
     def start(self) -> Dict[str, Any]:
         """The session as ``session.created`` announces it."""
         self.session = default_session(self.generation)
+        self._read()
         return self.session
 
     def silence_ms(self) -> Optional[int]:
@@ -76,8 +102,12 @@ class SessionState:
         vad = self.vad if isinstance(self.vad, dict) else {}
         return int(vad.get("silence_duration_ms") or 500)
 
+    def _vad_flag(self, name: str) -> bool:
+        """A turn_detection switch that is on unless the session turned it off."""
+        return not isinstance(self.vad, dict) or self.vad.get(name) is not False
+
     def creates_response(self) -> bool:
-        return not isinstance(self.vad, dict) or bool(self.vad.get("create_response", True))
+        return self._vad_flag("create_response")
 
     def update(self, update: Dict[str, Any]) -> Optional[str]:
         """Apply a ``session.update``; the error code when it is refused, else None."""
@@ -91,6 +121,20 @@ class SessionState:
                         audio.setdefault(side, {}).update(value[side])
             else:
                 self.session[key] = value
+        self._fill_vad_defaults()
+        self._read()
+        return None
+
+    def _fill_vad_defaults(self) -> None:
+        if self.generation == "ga":
+            holder = self.session["audio"].setdefault("input", {})
+        else:
+            holder = self.session
+        if "turn_detection" in holder:
+            holder["turn_detection"] = with_vad_defaults(holder["turn_detection"], self.generation)
+
+    def _read(self) -> None:
+        """The settings the rest of the server reads, from the session object."""
         if self.generation == "ga":
             audio = self.session["audio"]
             self.in_fmt = format_from_wire(audio["input"].get("format")) or PCM24
@@ -103,4 +147,3 @@ class SessionState:
             self.vad = self.session.get("turn_detection")
             self.text_only = "audio" not in (self.session.get("modalities") or ["audio"])
         self.tools = [t for t in self.session.get("tools") or [] if isinstance(t, dict)]
-        return None
