@@ -16,7 +16,7 @@ import orjson
 from . import audio, responses
 from .faults import Fault
 from .session import ServerOptions, SessionState, new_id
-from .vad import EnergyVad, SpeechStarted
+from .vad import EnergyVad, SpeechStarted, SpeechStopped
 
 
 class Conversation:
@@ -41,15 +41,14 @@ class Conversation:
         self.buffer: List[np.ndarray] = []     # uncommitted input audio
         self.last_turn = np.zeros(0, np.int16)  # the caller's last turn, at 24 kHz
         self.assistant_audio_ms: Dict[str, int] = {}
-        self.response: Optional[Dict[str, Any]] = None
-        self.cancel_requested = False
+        self.response: Optional[responses.Run] = None
 
     @property
     def session(self) -> Dict[str, Any]:
         return self.state.session
 
     # what the I/O side provides --------------------------------------------------------
-    def run_response(self, steps: responses.Steps) -> None:
+    def run_response(self, run: responses.Run, steps: responses.Steps) -> None:
         raise NotImplementedError
 
     def wake(self) -> None:
@@ -73,7 +72,7 @@ class Conversation:
     def error(self, code: str, message: str, event_id: Optional[str] = None,
               kind: str = "invalid_request_error") -> None:
         error: Dict[str, Any] = {"type": kind, "code": code, "message": message}
-        if event_id:
+        if isinstance(event_id, str) and event_id:
             error["event_id"] = event_id
         self.send_event("error", error=error)
 
@@ -122,15 +121,9 @@ class Conversation:
         self.buffer.append(samples)
         for found in self.vad.feed(samples, fmt.rate, self.server.vad_threshold, self.state.silence_ms()):
             if isinstance(found, SpeechStarted):
-                self.send_event("input_audio_buffer.speech_started", item_id=found.item_id,
-                                audio_start_ms=found.audio_start_ms)
-                continue
-            self.last_turn = found.turn
-            self.send_event("input_audio_buffer.speech_stopped", item_id=found.item_id,
-                            audio_end_ms=found.audio_end_ms)
-            self._commit(found.item_id)
-            if self.state.creates_response():
-                responses.start(self, {})
+                self._speech_started(found)
+            else:
+                self._speech_stopped(found)
 
     def on_input_audio_buffer_commit(self, event: Dict[str, Any]) -> None:
         if not self.buffer:
@@ -176,10 +169,25 @@ class Conversation:
             self.error("response_cancel_not_active", "Cancellation failed: no active response found",
                        event.get("event_id"))
             return
-        self._cancel()
+        self._cancel("client_cancelled")
 
     def on_output_audio_buffer_clear(self, event: Dict[str, Any]) -> None:
-        self._cancel()
+        self._cancel("client_cancelled")
+
+    # turns -----------------------------------------------------------------------------
+    def _speech_started(self, found: SpeechStarted) -> None:
+        self.send_event("input_audio_buffer.speech_started", item_id=found.item_id,
+                        audio_start_ms=found.audio_start_ms)
+        if self.response is not None and self.state.interrupts_response() and not self.server.lenient:
+            self._cancel("turn_detected")
+
+    def _speech_stopped(self, found: SpeechStopped) -> None:
+        self.last_turn = found.turn
+        self.send_event("input_audio_buffer.speech_stopped", item_id=found.item_id,
+                        audio_end_ms=found.audio_end_ms)
+        self._commit(found.item_id)
+        if self.state.creates_response():
+            responses.start(self, {})
 
     # items -----------------------------------------------------------------------------
     def _commit(self, item_id: str) -> None:
@@ -198,6 +206,6 @@ class Conversation:
             self.send_event("conversation.item.added", item=item, previous_item_id=previous)
             self.send_event("conversation.item.done", item=item, previous_item_id=previous)
 
-    def _cancel(self) -> None:
-        self.cancel_requested = True
+    def _cancel(self, reason: str) -> None:
+        responses.cancel(self, reason)
         self.wake()

@@ -25,11 +25,13 @@ VAD_DEFAULTS: Dict[str, Dict[str, Any]] = {
 
 class ServerOptions(Protocol):
     """The server's settings as a connection reads them: at each use, so a test may change
-    ``reply`` or ``speed`` while a call goes on."""
+    ``reply`` or ``speed`` while a call goes on. ``lenient`` turns off what the service does
+    on its own: cancelling a response when the caller starts to speak."""
     record: bool
     reply: str
     speed: float
     vad_threshold: float
+    lenient: bool
 
 
 def new_id(prefix: str) -> str:
@@ -108,6 +110,11 @@ class SessionState:
 
     def creates_response(self) -> bool:
         return self._vad_flag("create_response")
+
+    def interrupts_response(self) -> bool:
+        """Whether the caller's speech cancels a response in progress: only with turn
+        detection on, and then unless ``interrupt_response`` is false."""
+        return bool(self.vad) and self._vad_flag("interrupt_response")
 
     def update(self, update: Dict[str, Any]) -> Optional[str]:
         """Apply a ``session.update``; the error code when it is refused, else None."""
