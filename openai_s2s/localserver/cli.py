@@ -27,8 +27,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--no-record", action="store_true",
                         help="keep no history of events (for load tests: it grows by MB a minute)")
     parser.add_argument("--lenient", action="store_true",
-                        help="do not cancel a response when the caller starts to speak "
-                             "(default: as the service does)")
+                        help="do not cancel a response when the caller starts to speak; the older "
+                             "truncate refusals (default: as the service does)")
     parser.add_argument("--allow-remote", action="store_true", help="listen on a non-loopback address")
     args = parser.parse_args(argv)
     if not args.allow_remote and args.host not in ("127.0.0.1", "localhost", "::1"):

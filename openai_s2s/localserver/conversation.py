@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 import orjson
@@ -17,6 +17,11 @@ from . import audio, responses
 from .faults import Fault
 from .session import ServerOptions, SessionState, new_id
 from .vad import EnergyVad, SpeechStarted, SpeechStopped
+
+# A truncate of an item the server does not know. Not checked against the service: the code
+# is the one clients are seen to expect from it; the wording is this server's.
+UNKNOWN_ITEM_CODE = "item_truncate_invalid_item_id"
+UNKNOWN_ITEM_MESSAGE = "Error truncating item: the item with id '{}' does not exist."
 
 
 class Conversation:
@@ -70,8 +75,10 @@ class Conversation:
             self.close(1011, "injected fault")
 
     def error(self, code: str, message: str, event_id: Optional[str] = None,
-              kind: str = "invalid_request_error") -> None:
+              kind: str = "invalid_request_error", param: Optional[str] = None) -> None:
         error: Dict[str, Any] = {"type": kind, "code": code, "message": message}
+        if param:
+            error["param"] = param
         if isinstance(event_id, str) and event_id:
             error["event_id"] = event_id
         self.send_event("error", error=error)
@@ -151,18 +158,37 @@ class Conversation:
         self._item_added(item, previous)
 
     def on_conversation_item_truncate(self, event: Dict[str, Any]) -> None:
-        item_id, end_ms = event.get("item_id"), event.get("audio_end_ms")
-        sent_ms = self.assistant_audio_ms.get(item_id)
-        if sent_ms is None or not isinstance(end_ms, int) or end_ms < 0 or end_ms > sent_ms:
-            self.error("invalid_value", f"audio_end_ms {end_ms} is beyond the audio of {item_id}",
-                       event.get("event_id"))
+        refusal = self._truncate_refusal(event)
+        if refusal is not None:
+            code, message, param = refusal
+            self.error(code, message, event.get("event_id"), param=param)
             return
+        item_id, end_ms = event.get("item_id"), event.get("audio_end_ms")
         self.truncations.append(event)
         self.send_event("conversation.item.truncated", item_id=item_id,
                         content_index=event.get("content_index", 0), audio_end_ms=end_ms)
 
     def on_response_create(self, event: Dict[str, Any]) -> None:
         responses.start(self, event.get("response") or {})
+
+    def _truncate_refusal(self, event: Dict[str, Any]) -> Optional[Tuple[str, str, Optional[str]]]:
+        """Why a truncate is refused, as (code, message, param); None when it is not."""
+        item_id, end_ms = event.get("item_id"), event.get("audio_end_ms")
+        sent_ms = self.assistant_audio_ms.get(item_id) if isinstance(item_id, str) else None
+        bad_ms = not isinstance(end_ms, int) or isinstance(end_ms, bool) or end_ms < 0
+        if self.server.lenient:
+            if sent_ms is None or bad_ms or end_ms > sent_ms:
+                return "invalid_value", f"audio_end_ms {end_ms} is beyond the audio of {item_id}", None
+            return None
+        if sent_ms is None:
+            return UNKNOWN_ITEM_CODE, UNKNOWN_ITEM_MESSAGE.format(item_id), "item_id"
+        if bad_ms:
+            return "invalid_value", "audio_end_ms must be a non-negative integer.", "audio_end_ms"
+        if end_ms > sent_ms:
+            # the service's wording, as clients report it
+            return "invalid_value", f"Audio content of {sent_ms}ms is already shorter than {end_ms}ms", \
+                "audio_end_ms"
+        return None
 
     def on_response_cancel(self, event: Dict[str, Any]) -> None:
         if self.response is None:

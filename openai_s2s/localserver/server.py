@@ -39,8 +39,9 @@ class LocalRealtimeServer:
                  record: bool = True, lenient: bool = False):
         """record: keep every event each way (tests read them); a load test turns it off, as the
         lists of audio events grew by megabytes a minute and the GC walked them all.
-        lenient: no cancelling of a response when the caller starts to speak (see
-        :class:`~.session.ServerOptions`); by default the server does what the service does."""
+        lenient: no cancelling of a response when the caller starts to speak, and the older
+        truncate refusals (see :class:`~.session.ServerOptions`); by default the server does
+        what the service does."""
         Fault.parse(fault)   # a malformed fault fails here, not in a connection
         self.host, self.api_key, self.generation = host, api_key, generation
         self.record, self.lenient = record, lenient

@@ -26,7 +26,8 @@ VAD_DEFAULTS: Dict[str, Dict[str, Any]] = {
 class ServerOptions(Protocol):
     """The server's settings as a connection reads them: at each use, so a test may change
     ``reply`` or ``speed`` while a call goes on. ``lenient`` turns off what the service does
-    on its own: cancelling a response when the caller starts to speak."""
+    on its own (cancelling a response when the caller starts to speak) and keeps the older,
+    looser refusals of ``conversation.item.truncate``."""
     record: bool
     reply: str
     speed: float
