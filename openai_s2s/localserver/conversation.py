@@ -47,10 +47,16 @@ class Conversation:
         self.last_turn = np.zeros(0, np.int16)  # the caller's last turn, at 24 kHz
         self.assistant_audio_ms: Dict[str, int] = {}
         self.response: Optional[responses.Run] = None
+        self.idle_from: Optional[int] = None   # input ms when the last reply had played out
 
     @property
     def session(self) -> Dict[str, Any]:
         return self.state.session
+
+    @property
+    def input_ms(self) -> int:
+        """How much input audio has come: the clock for turns and the idle timeout."""
+        return self.vad.audio_ms
 
     # what the I/O side provides --------------------------------------------------------
     def run_response(self, run: responses.Run, steps: responses.Steps) -> None:
@@ -131,6 +137,7 @@ class Conversation:
                 self._speech_started(found)
             else:
                 self._speech_stopped(found)
+        self._check_idle()
 
     def on_input_audio_buffer_commit(self, event: Dict[str, Any]) -> None:
         if not self.buffer:
@@ -206,12 +213,34 @@ class Conversation:
                         audio_start_ms=found.audio_start_ms)
         if self.response is not None and self.state.interrupts_response() and not self.server.lenient:
             self._cancel("turn_detected")
+        self.idle_from = None   # after the cancel re-armed it: the idle timeout waits for the next reply
 
     def _speech_stopped(self, found: SpeechStopped) -> None:
         self.last_turn = found.turn
         self.send_event("input_audio_buffer.speech_stopped", item_id=found.item_id,
                         audio_end_ms=found.audio_end_ms)
         self._commit(found.item_id)
+        if self.state.creates_response():
+            responses.start(self, {})
+
+    def response_ended(self, run: responses.Run) -> None:
+        """The idle timeout counts from when the caller has heard the reply out: its audio
+        plays at real time from its start, however fast it was sent."""
+        self.idle_from = max(self.input_ms, run.started_ms + run.audio_ms)
+
+    def _check_idle(self) -> None:
+        """After ``idle_timeout_ms`` of input with no speech since the last reply played out,
+        as the service does: timeout_triggered, the quiet audio committed, and a response."""
+        timeout = self.state.idle_timeout_ms()
+        if timeout is None or self.idle_from is None or self.response is not None \
+                or self.vad.speech_item is not None or self.input_ms < self.idle_from + timeout:
+            return
+        start, self.idle_from = self.idle_from, None
+        item_id = new_id("item")
+        self.send_event("input_audio_buffer.timeout_triggered", item_id=item_id,
+                        audio_start_ms=start, audio_end_ms=self.input_ms)
+        self.last_turn = np.zeros(0, np.int16)   # nothing was said: the reply is not an echo of quiet
+        self._commit(item_id)
         if self.state.creates_response():
             responses.start(self, {})
 

@@ -29,8 +29,10 @@ Body = Generator[float, None, str]   # the steps of a response; their value is i
 class Run:
     """One response, from its ``response.created`` to its ``response.done``."""
     response: Dict[str, Any]               # the response object that response.done carries
+    started_ms: int                        # how much input audio had come when it was created
     item: Optional[Dict[str, Any]] = None  # its message item, until output_item.done
     content: List[Dict[str, Any]] = dataclasses.field(default_factory=list)  # that item's, when done
+    audio_ms: int = 0                      # audio sent so far
     ended: bool = False                    # response.done is sent (or the connection closed)
 
     @property
@@ -49,11 +51,16 @@ class Host(Protocol):
     response: Optional[Run]
     stopped: bool
 
+    @property
+    def input_ms(self) -> int: ...
+
     def send_event(self, kind: str, **fields: Any) -> None: ...
 
     def error(self, code: str, message: str) -> None: ...
 
     def run_response(self, run: Run, steps: Steps) -> None: ...
+
+    def response_ended(self, run: Run) -> None: ...
 
 
 def start(conv: Host, params: Dict[str, Any]) -> None:
@@ -63,7 +70,7 @@ def start(conv: Host, params: Dict[str, Any]) -> None:
                    "Conversation already has an active response in progress.")
         return
     run = Run({"id": new_id("resp"), "object": "realtime.response", "status": "in_progress",
-               "output": []})
+               "output": []}, conv.input_ms)
     conv.response = run
     conv.send_event("response.created", response=dict(run.response))
     tools = params.get("tools") or conv.state.tools
@@ -109,6 +116,7 @@ def finish(conv: Host, run: Run, status: str, reason: Optional[str] = None) -> N
     elif status == "cancelled":
         response["status_details"] = {"type": "cancelled", "reason": reason or "client_cancelled"}
     conv.send_event("response.done", response=response)
+    conv.response_ended(run)
 
 
 def _item_done(conv: Host, run: Run, status: str) -> None:
@@ -216,6 +224,8 @@ def _stream_audio(conv: Host, run: Run, samples: np.ndarray, words: str, ids: Di
                         delta=base64.b64encode(audio.encode(fmt, chunk)).decode(), **ids)
         if n == 0:
             conv.send_event(names["transcript"] + ".delta", content_index=0, delta=words, **ids)
-        conv.assistant_audio_ms[ids["item_id"]] += len(chunk) * 1000 // fmt.rate
+        chunk_ms = len(chunk) * 1000 // fmt.rate
+        conv.assistant_audio_ms[ids["item_id"]] += chunk_ms
+        run.audio_ms += chunk_ms
         yield max(0.0, start + (n + 1) * pace - time.monotonic()) if pace else 0.0
     return run.ended or conv.stopped

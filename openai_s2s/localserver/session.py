@@ -117,6 +117,14 @@ class SessionState:
         detection on, and then unless ``interrupt_response`` is false."""
         return bool(self.vad) and self._vad_flag("interrupt_response")
 
+    def idle_timeout_ms(self) -> Optional[int]:
+        """The GA server_vad idle timeout, None when it is not set."""
+        vad = self.vad
+        if self.generation != "ga" or not isinstance(vad, dict) or vad.get("type") != "server_vad":
+            return None
+        timeout = vad.get("idle_timeout_ms")
+        return timeout if isinstance(timeout, int) and not isinstance(timeout, bool) and timeout > 0 else None
+
     def update(self, update: Dict[str, Any]) -> Optional[str]:
         """Apply a ``session.update``; the error code when it is refused, else None."""
         if self.generation == "ga" and (update.get("type") != "realtime" or BETA_SESSION_KEYS & update.keys()):
