@@ -148,7 +148,7 @@ def test_server_cancel_without_response_and_bad_truncate(server):
     send(ws, {"type": "response.cancel"})
     assert recv_until(ws, "error")["error"]["code"] == "response_cancel_not_active"
     send(ws, {"type": "conversation.item.truncate", "item_id": "nope", "content_index": 0, "audio_end_ms": 5})
-    assert recv_until(ws, "error")["error"]["code"] == "invalid_value"
+    assert recv_until(ws, "error")["error"]["code"] == "item_truncate_invalid_item_id"
     ws.close()
 
 

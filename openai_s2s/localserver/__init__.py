@@ -9,6 +9,13 @@ faster than real time (an echo of the caller's turn, or a tone) with a
 transcript, calls the first tool when tools are set, honours response.cancel
 and conversation.item.truncate, and can be told to misbehave (see :mod:`.faults`).
 
+By default it is as strict as the service where a client can tell: the caller's speech
+cancels the response in progress (``interrupt_response``), a truncate past the audio sent
+is refused in the service's words, ``idle_timeout_ms`` brings
+``input_audio_buffer.timeout_triggered``, and ``session.updated`` fills in turn
+detection's defaults. ``--lenient`` (``lenient=True``) lets speech overlap a response and
+keeps the older truncate refusals, for tests that want those.
+
 The websocket side (handshake, framing, close codes, pings) is the ``websockets``
 package's asyncio server, all connections on one event-loop thread; it is the
 ``localserver`` extra, and nothing the switch loads imports it.

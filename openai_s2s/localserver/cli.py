@@ -26,6 +26,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--tls-key")
     parser.add_argument("--no-record", action="store_true",
                         help="keep no history of events (for load tests: it grows by MB a minute)")
+    parser.add_argument("--lenient", action="store_true",
+                        help="do not cancel a response when the caller starts to speak; the older "
+                             "truncate refusals (default: as the service does)")
     parser.add_argument("--allow-remote", action="store_true", help="listen on a non-loopback address")
     args = parser.parse_args(argv)
     if not args.allow_remote and args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -36,7 +39,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         context.load_cert_chain(args.tls_cert, args.tls_key)
     server = LocalRealtimeServer(args.host, args.port, args.api_key, args.generation, args.reply,
                                  context, args.speed, args.fault, args.vad_threshold,
-                                 record=not args.no_record).start()
+                                 record=not args.no_record, lenient=args.lenient).start()
     print(f"listening on {server.url}", flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -73,35 +73,29 @@ class Connection(Conversation):
             await self.ws.send(self.outbox.popleft(), text=True)
 
     # streamed responses ----------------------------------------------------------------
-    def run_response(self, steps: responses.Steps) -> None:
-        task = self._loop.create_task(self._drive(steps))
+    def run_response(self, run: responses.Run, steps: responses.Steps) -> None:
+        task = self._loop.create_task(self._drive(run, steps))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _drive(self, steps: responses.Steps) -> None:
+    async def _drive(self, run: responses.Run, steps: responses.Steps) -> None:
         try:
-            while True:
-                try:
-                    delay = next(steps)
-                except StopIteration as end:
-                    status = end.value
-                    break
+            for delay in steps:
                 if self.outbox:
                     await self.flush()
-                await self._pause(delay)
-            responses.finish(self, status)
+                await self._pause(run, delay)
             if self.outbox:
                 await self.flush()
         except ConnectionClosed:
             pass
 
-    async def _pause(self, delay: float) -> None:
+    async def _pause(self, run: responses.Run, delay: float) -> None:
         """Wait ``delay`` seconds, or less when :meth:`wake` is called; a 0 still lets the
         reads in (a ``response.cancel`` among them)."""
         if delay <= 0:
             await asyncio.sleep(0)
             return
-        if self.cancel_requested or self.stopped:
+        if run.ended or self.stopped:
             return
         self._waker = waker = self._loop.create_future()
         timer = self._loop.call_later(delay, _resolve, waker)
@@ -109,7 +103,8 @@ class Connection(Conversation):
             await waker
         finally:
             timer.cancel()
-            self._waker = None
+            if self._waker is waker:   # a cancelled run's wait may end after the next began
+                self._waker = None
 
     def wake(self) -> None:
         if self._waker is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 import orjson
@@ -16,7 +16,12 @@ import orjson
 from . import audio, responses
 from .faults import Fault
 from .session import ServerOptions, SessionState, new_id
-from .vad import EnergyVad, SpeechStarted
+from .vad import EnergyVad, SpeechStarted, SpeechStopped
+
+# A truncate of an item the server does not know. Not checked against the service: the code
+# is the one clients are seen to expect from it; the wording is this server's.
+UNKNOWN_ITEM_CODE = "item_truncate_invalid_item_id"
+UNKNOWN_ITEM_MESSAGE = "Error truncating item: the item with id '{}' does not exist."
 
 
 class Conversation:
@@ -41,15 +46,20 @@ class Conversation:
         self.buffer: List[np.ndarray] = []     # uncommitted input audio
         self.last_turn = np.zeros(0, np.int16)  # the caller's last turn, at 24 kHz
         self.assistant_audio_ms: Dict[str, int] = {}
-        self.response: Optional[Dict[str, Any]] = None
-        self.cancel_requested = False
+        self.response: Optional[responses.Run] = None
+        self.idle_from: Optional[int] = None   # input ms when the last reply had played out
 
     @property
     def session(self) -> Dict[str, Any]:
         return self.state.session
 
+    @property
+    def input_ms(self) -> int:
+        """How much input audio has come: the clock for turns and the idle timeout."""
+        return self.vad.audio_ms
+
     # what the I/O side provides --------------------------------------------------------
-    def run_response(self, steps: responses.Steps) -> None:
+    def run_response(self, run: responses.Run, steps: responses.Steps) -> None:
         raise NotImplementedError
 
     def wake(self) -> None:
@@ -71,9 +81,11 @@ class Conversation:
             self.close(1011, "injected fault")
 
     def error(self, code: str, message: str, event_id: Optional[str] = None,
-              kind: str = "invalid_request_error") -> None:
+              kind: str = "invalid_request_error", param: Optional[str] = None) -> None:
         error: Dict[str, Any] = {"type": kind, "code": code, "message": message}
-        if event_id:
+        if param:
+            error["param"] = param
+        if isinstance(event_id, str) and event_id:
             error["event_id"] = event_id
         self.send_event("error", error=error)
 
@@ -122,15 +134,10 @@ class Conversation:
         self.buffer.append(samples)
         for found in self.vad.feed(samples, fmt.rate, self.server.vad_threshold, self.state.silence_ms()):
             if isinstance(found, SpeechStarted):
-                self.send_event("input_audio_buffer.speech_started", item_id=found.item_id,
-                                audio_start_ms=found.audio_start_ms)
-                continue
-            self.last_turn = found.turn
-            self.send_event("input_audio_buffer.speech_stopped", item_id=found.item_id,
-                            audio_end_ms=found.audio_end_ms)
-            self._commit(found.item_id)
-            if self.state.creates_response():
-                responses.start(self, {})
+                self._speech_started(found)
+            else:
+                self._speech_stopped(found)
+        self._check_idle()
 
     def on_input_audio_buffer_commit(self, event: Dict[str, Any]) -> None:
         if not self.buffer:
@@ -158,12 +165,12 @@ class Conversation:
         self._item_added(item, previous)
 
     def on_conversation_item_truncate(self, event: Dict[str, Any]) -> None:
-        item_id, end_ms = event.get("item_id"), event.get("audio_end_ms")
-        sent_ms = self.assistant_audio_ms.get(item_id)
-        if sent_ms is None or not isinstance(end_ms, int) or end_ms < 0 or end_ms > sent_ms:
-            self.error("invalid_value", f"audio_end_ms {end_ms} is beyond the audio of {item_id}",
-                       event.get("event_id"))
+        refusal = self._truncate_refusal(event)
+        if refusal is not None:
+            code, message, param = refusal
+            self.error(code, message, event.get("event_id"), param=param)
             return
+        item_id, end_ms = event.get("item_id"), event.get("audio_end_ms")
         self.truncations.append(event)
         self.send_event("conversation.item.truncated", item_id=item_id,
                         content_index=event.get("content_index", 0), audio_end_ms=end_ms)
@@ -171,15 +178,71 @@ class Conversation:
     def on_response_create(self, event: Dict[str, Any]) -> None:
         responses.start(self, event.get("response") or {})
 
+    def _truncate_refusal(self, event: Dict[str, Any]) -> Optional[Tuple[str, str, Optional[str]]]:
+        """Why a truncate is refused, as (code, message, param); None when it is not."""
+        item_id, end_ms = event.get("item_id"), event.get("audio_end_ms")
+        sent_ms = self.assistant_audio_ms.get(item_id) if isinstance(item_id, str) else None
+        bad_ms = not isinstance(end_ms, int) or isinstance(end_ms, bool) or end_ms < 0
+        if self.server.lenient:
+            if sent_ms is None or bad_ms or end_ms > sent_ms:
+                return "invalid_value", f"audio_end_ms {end_ms} is beyond the audio of {item_id}", None
+            return None
+        if sent_ms is None:
+            return UNKNOWN_ITEM_CODE, UNKNOWN_ITEM_MESSAGE.format(item_id), "item_id"
+        if bad_ms:
+            return "invalid_value", "audio_end_ms must be a non-negative integer.", "audio_end_ms"
+        if end_ms > sent_ms:
+            # the service's wording, as clients report it
+            return "invalid_value", f"Audio content of {sent_ms}ms is already shorter than {end_ms}ms", \
+                "audio_end_ms"
+        return None
+
     def on_response_cancel(self, event: Dict[str, Any]) -> None:
         if self.response is None:
             self.error("response_cancel_not_active", "Cancellation failed: no active response found",
                        event.get("event_id"))
             return
-        self._cancel()
+        self._cancel("client_cancelled")
 
     def on_output_audio_buffer_clear(self, event: Dict[str, Any]) -> None:
-        self._cancel()
+        self._cancel("client_cancelled")
+
+    # turns -----------------------------------------------------------------------------
+    def _speech_started(self, found: SpeechStarted) -> None:
+        self.send_event("input_audio_buffer.speech_started", item_id=found.item_id,
+                        audio_start_ms=found.audio_start_ms)
+        if self.response is not None and self.state.interrupts_response() and not self.server.lenient:
+            self._cancel("turn_detected")
+        self.idle_from = None   # after the cancel re-armed it: the idle timeout waits for the next reply
+
+    def _speech_stopped(self, found: SpeechStopped) -> None:
+        self.last_turn = found.turn
+        self.send_event("input_audio_buffer.speech_stopped", item_id=found.item_id,
+                        audio_end_ms=found.audio_end_ms)
+        self._commit(found.item_id)
+        if self.state.creates_response():
+            responses.start(self, {})
+
+    def response_ended(self, run: responses.Run) -> None:
+        """The idle timeout counts from when the caller has heard the reply out: its audio
+        plays at real time from its start, however fast it was sent."""
+        self.idle_from = max(self.input_ms, run.started_ms + run.audio_ms)
+
+    def _check_idle(self) -> None:
+        """After ``idle_timeout_ms`` of input with no speech since the last reply played out,
+        as the service does: timeout_triggered, the quiet audio committed, and a response."""
+        timeout = self.state.idle_timeout_ms()
+        if timeout is None or self.idle_from is None or self.response is not None \
+                or self.vad.speech_item is not None or self.input_ms < self.idle_from + timeout:
+            return
+        start, self.idle_from = self.idle_from, None
+        item_id = new_id("item")
+        self.send_event("input_audio_buffer.timeout_triggered", item_id=item_id,
+                        audio_start_ms=start, audio_end_ms=self.input_ms)
+        self.last_turn = np.zeros(0, np.int16)   # nothing was said: the reply is not an echo of quiet
+        self._commit(item_id)
+        if self.state.creates_response():
+            responses.start(self, {})
 
     # items -----------------------------------------------------------------------------
     def _commit(self, item_id: str) -> None:
@@ -198,6 +261,6 @@ class Conversation:
             self.send_event("conversation.item.added", item=item, previous_item_id=previous)
             self.send_event("conversation.item.done", item=item, previous_item_id=previous)
 
-    def _cancel(self) -> None:
-        self.cancel_requested = True
+    def _cancel(self, reason: str) -> None:
+        responses.cancel(self, reason)
         self.wake()

@@ -1,13 +1,16 @@
 """Streamed responses: a function call when tools are set, else audio (or text) with a transcript.
 
-Each response is a generator over its conversation (a :class:`Host`): it sends its events
-through ``conv.send_event`` and yields how long to wait before its next step, so the one who
-drives it (see :meth:`.connection.Connection.run_response`) decides how to wait and can cut a
-wait short on ``response.cancel``. The generator's return value is the response's status.
+Each response is a :class:`Run` and a generator over its conversation (a :class:`Host`): it
+sends its events through ``conv.send_event`` and yields how long to wait before its next
+step, so the one who drives it (see :meth:`.connection.Connection.run_response`) decides how
+to wait and can cut a wait short. A response ends with its ``response.done``, sent by
+:func:`finish` when its steps are over or at once by :func:`cancel`; after that its steps
+send nothing more.
 """
 from __future__ import annotations
 
 import base64
+import dataclasses
 import time
 from typing import Any, Dict, Generator, List, Optional, Protocol
 
@@ -18,7 +21,23 @@ from . import audio
 from .session import ServerOptions, SessionState, event_names, new_id
 
 DELTA_MS = 100     # audio per delta
-Steps = Generator[float, None, str]
+Steps = Generator[float, None, None]
+Body = Generator[float, None, str]   # the steps of a response; their value is its status
+
+
+@dataclasses.dataclass
+class Run:
+    """One response, from its ``response.created`` to its ``response.done``."""
+    response: Dict[str, Any]               # the response object that response.done carries
+    started_ms: int                        # how much input audio had come when it was created
+    item: Optional[Dict[str, Any]] = None  # its message item, until output_item.done
+    content: List[Dict[str, Any]] = dataclasses.field(default_factory=list)  # that item's, when done
+    audio_ms: int = 0                      # audio sent so far
+    ended: bool = False                    # response.done is sent (or the connection closed)
+
+    @property
+    def id(self) -> str:
+        return self.response["id"]
 
 
 class Host(Protocol):
@@ -29,15 +48,19 @@ class Host(Protocol):
     items: List[Dict[str, Any]]
     last_turn: np.ndarray
     assistant_audio_ms: Dict[str, int]
-    response: Optional[Dict[str, Any]]
-    cancel_requested: bool
+    response: Optional[Run]
     stopped: bool
+
+    @property
+    def input_ms(self) -> int: ...
 
     def send_event(self, kind: str, **fields: Any) -> None: ...
 
     def error(self, code: str, message: str) -> None: ...
 
-    def run_response(self, steps: Steps) -> None: ...
+    def run_response(self, run: Run, steps: Steps) -> None: ...
+
+    def response_ended(self, run: Run) -> None: ...
 
 
 def start(conv: Host, params: Dict[str, Any]) -> None:
@@ -46,24 +69,62 @@ def start(conv: Host, params: Dict[str, Any]) -> None:
         conv.error("conversation_already_has_active_response",
                    "Conversation already has an active response in progress.")
         return
-    conv.cancel_requested = False
-    conv.response = {"id": new_id("resp"), "object": "realtime.response", "status": "in_progress",
-                     "output": []}
-    conv.send_event("response.created", response=dict(conv.response))
+    run = Run({"id": new_id("resp"), "object": "realtime.response", "status": "in_progress",
+               "output": []}, conv.input_ms)
+    conv.response = run
+    conv.send_event("response.created", response=dict(run.response))
     tools = params.get("tools") or conv.state.tools
     wants_tool = tools and not any(i.get("type") == "function_call_output" for i in conv.items)
-    conv.run_response((function_call if wants_tool else reply)(conv, tools, params))
+    body = (function_call if wants_tool else reply)(conv, run, tools, params)
+    conv.run_response(run, _until_done(conv, run, body))
 
 
-def finish(conv: Host, status: str) -> None:
-    """``response.done`` for the response that has just ended with ``status``."""
-    response, conv.response = conv.response, None
-    if response is None or conv.stopped:
+def _until_done(conv: Host, run: Run, body: Body) -> Steps:
+    if run.ended:       # cancelled before its first step: nothing of it goes out
         return
-    response.update(status=status)
+    status = yield from body
+    finish(conv, run, status)
+
+
+def cancel(conv: Host, reason: str) -> None:
+    """End the response in progress now, as the service does on ``response.cancel``
+    (``client_cancelled``) or when the caller starts to speak (``turn_detected``): its item
+    ``incomplete``, then ``response.done`` with status ``cancelled``. Nothing says the output
+    audio was cleared: the service's ``output_audio_buffer.*`` events are WebRTC and SIP only.
+    Whether the service first closes the audio, transcript and part, as a completed response
+    does, is not checked; this server does not."""
+    run = conv.response
+    if run is None:
+        return
+    if run.item is not None:
+        _item_done(conv, run, "incomplete")
+    finish(conv, run, "cancelled", reason)
+
+
+def finish(conv: Host, run: Run, status: str, reason: Optional[str] = None) -> None:
+    """``response.done`` for ``run``, ended with ``status``; once only."""
+    if run.ended:
+        return
+    run.ended = True
+    if conv.response is run:
+        conv.response = None
+    if conv.stopped:
+        return
+    response = dict(run.response, status=status)
     if status == "completed":
         response["usage"] = {"total_tokens": 10, "input_tokens": 5, "output_tokens": 5}
+    elif status == "cancelled":
+        response["status_details"] = {"type": "cancelled", "reason": reason or "client_cancelled"}
     conv.send_event("response.done", response=response)
+    conv.response_ended(run)
+
+
+def _item_done(conv: Host, run: Run, status: str) -> None:
+    done = dict(run.item, status=status, content=run.content)
+    run.item = None
+    conv.items.append(done)
+    run.response["output"] = [done]
+    conv.send_event("response.output_item.done", response_id=run.id, output_index=0, item=done)
 
 
 def example_args(tool: Dict[str, Any]) -> str:
@@ -84,11 +145,11 @@ def example_args(tool: Dict[str, Any]) -> str:
     return orjson.dumps(args).decode()
 
 
-def function_call(conv: Host, tools: List[Dict[str, Any]], params: Dict[str, Any]) -> Steps:
+def function_call(conv: Host, run: Run, tools: List[Dict[str, Any]], params: Dict[str, Any]) -> Body:
     """Call the first tool, all at once."""
     yield from ()   # nothing to wait for: every event goes out in one step
     tool = tools[0]
-    response_id = conv.response["id"]
+    response_id = run.id
     item = {"id": new_id("item"), "type": "function_call", "object": "realtime.item",
             "status": "in_progress", "name": tool.get("name", "tool"), "call_id": new_id("call"),
             "arguments": ""}
@@ -101,12 +162,12 @@ def function_call(conv: Host, tools: List[Dict[str, Any]], params: Dict[str, Any
                     name=item["name"], arguments=arguments)
     done = dict(item, status="completed", arguments=arguments)
     conv.items.append(done)
-    conv.response["output"] = [done]
+    run.response["output"] = [done]
     conv.send_event("response.output_item.done", response_id=response_id, output_index=0, item=done)
     return "completed"
 
 
-def reply(conv: Host, tools: List[Dict[str, Any]], params: Dict[str, Any]) -> Steps:
+def reply(conv: Host, run: Run, tools: List[Dict[str, Any]], params: Dict[str, Any]) -> Body:
     """An echo of the caller's last turn (or a 1 s tone) and its transcript; text when asked."""
     names = event_names(conv.generation)
     echo = conv.server.reply == "echo" and len(conv.last_turn) > 0
@@ -115,40 +176,40 @@ def reply(conv: Host, tools: List[Dict[str, Any]], params: Dict[str, Any]) -> St
     text_only = conv.state.text_only or params.get("output_modalities") == ["text"] \
         or "audio" not in (params.get("modalities") or ["audio"])
     kind = "part_text" if text_only else "part_audio"
-    response_id = conv.response["id"]
     item = {"id": new_id("item"), "type": "message", "role": "assistant", "object": "realtime.item",
             "status": "in_progress", "content": []}
-    ids = {"response_id": response_id, "item_id": item["id"], "output_index": 0}
-    conv.send_event("response.output_item.added", response_id=response_id, output_index=0, item=item)
+    ids = {"response_id": run.id, "item_id": item["id"], "output_index": 0}
+    run.item, run.content = item, _content(conv.generation, text_only, words)
+    conv.send_event("response.output_item.added", response_id=run.id, output_index=0, item=item)
     part = {"type": names[kind], "text": ""} if text_only else {"type": names[kind], "transcript": ""}
     conv.send_event("response.content_part.added", content_index=0, part=part, **ids)
     conv.assistant_audio_ms[item["id"]] = 0
     if text_only:
         conv.send_event(names["text"] + ".delta", content_index=0, delta=words, **ids)
         conv.send_event(names["text"] + ".done", content_index=0, text=words, **ids)
-        cancelled = False
     else:
-        cancelled = yield from _stream_audio(conv, samples, words, ids, names)
-    if not cancelled:
-        if not text_only:
-            conv.send_event(names["audio"] + ".done", content_index=0, **ids)
-            conv.send_event(names["transcript"] + ".done", content_index=0, transcript=words, **ids)
-        final = dict(part, text=words) if text_only else dict(part, transcript=words)
-        conv.send_event("response.content_part.done", content_index=0, part=final, **ids)
+        cut_short = yield from _stream_audio(conv, run, samples, words, ids, names)
+        if cut_short:
+            return "cancelled"
+        conv.send_event(names["audio"] + ".done", content_index=0, **ids)
+        conv.send_event(names["transcript"] + ".done", content_index=0, transcript=words, **ids)
+    final = dict(part, text=words) if text_only else dict(part, transcript=words)
+    conv.send_event("response.content_part.done", content_index=0, part=final, **ids)
+    _item_done(conv, run, "completed")
+    return "completed"
+
+
+def _content(generation: str, text_only: bool, words: str) -> List[Dict[str, Any]]:
+    """The assistant item's content as its output_item.done carries it."""
     if text_only:
-        content = [{"type": "output_text" if conv.generation == "ga" else "text", "text": words}]
-    else:
-        content = [{"type": "output_audio" if conv.generation == "ga" else "audio", "transcript": words}]
-    done = dict(item, status="incomplete" if cancelled else "completed", content=content)
-    conv.items.append(done)
-    conv.response["output"] = [done]
-    conv.send_event("response.output_item.done", response_id=response_id, output_index=0, item=done)
-    return "cancelled" if cancelled else "completed"
+        return [{"type": "output_text" if generation == "ga" else "text", "text": words}]
+    return [{"type": "output_audio" if generation == "ga" else "audio", "transcript": words}]
 
 
-def _stream_audio(conv: Host, samples: np.ndarray, words: str, ids: Dict[str, Any],
+def _stream_audio(conv: Host, run: Run, samples: np.ndarray, words: str, ids: Dict[str, Any],
                   names: Dict[str, str]) -> Generator[float, None, bool]:
-    """Audio deltas of DELTA_MS, paced at the server's speed; True when cut short."""
+    """Audio deltas of DELTA_MS, paced at the server's speed; True when cut short (the
+    response cancelled, or the connection closing)."""
     fmt = conv.state.out_fmt
     out = audio.resample(samples, 24000, fmt.rate)
     step = fmt.rate * DELTA_MS // 1000
@@ -156,13 +217,15 @@ def _stream_audio(conv: Host, samples: np.ndarray, words: str, ids: Dict[str, An
     pace = DELTA_MS / 1000 / speed if speed > 0 else 0.0
     start = time.monotonic()
     for n, offset in enumerate(range(0, len(out), step)):
-        if conv.cancel_requested or conv.stopped:
+        if run.ended or conv.stopped:
             return True
         chunk = out[offset:offset + step]
         conv.send_event(names["audio"] + ".delta", content_index=0,
                         delta=base64.b64encode(audio.encode(fmt, chunk)).decode(), **ids)
         if n == 0:
             conv.send_event(names["transcript"] + ".delta", content_index=0, delta=words, **ids)
-        conv.assistant_audio_ms[ids["item_id"]] += len(chunk) * 1000 // fmt.rate
+        chunk_ms = len(chunk) * 1000 // fmt.rate
+        conv.assistant_audio_ms[ids["item_id"]] += chunk_ms
+        run.audio_ms += chunk_ms
         yield max(0.0, start + (n + 1) * pace - time.monotonic()) if pace else 0.0
-    return conv.cancel_requested
+    return run.ended or conv.stopped

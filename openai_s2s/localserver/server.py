@@ -36,12 +36,15 @@ class LocalRealtimeServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, api_key: Optional[str] = "sk-local-test",
                  generation: str = "auto", reply: str = "echo", ssl_context: Optional[ssl.SSLContext] = None,
                  speed: float = 4.0, fault: Optional[str] = None, vad_threshold: float = 500.0,
-                 record: bool = True):
+                 record: bool = True, lenient: bool = False):
         """record: keep every event each way (tests read them); a load test turns it off, as the
-        lists of audio events grew by megabytes a minute and the GC walked them all."""
+        lists of audio events grew by megabytes a minute and the GC walked them all.
+        lenient: no cancelling of a response when the caller starts to speak, and the older
+        truncate refusals (see :class:`~.session.ServerOptions`); by default the server does
+        what the service does."""
         Fault.parse(fault)   # a malformed fault fails here, not in a connection
         self.host, self.api_key, self.generation = host, api_key, generation
-        self.record = record
+        self.record, self.lenient = record, lenient
         self.reply, self.ssl_context, self.speed = reply, ssl_context, speed
         self.fault, self.vad_threshold = fault, vad_threshold
         self._listener = socket.create_server((host, port), reuse_port=False)
