@@ -213,6 +213,7 @@ def test_parked_call_audio_both_ways_barge_in_and_delete(fs, esl, server):
         assert status["counters"]["barge_ins"] == 1
         assert status["counters"]["frames_after_barge_in"] <= 1     # silent within one frame
         assert conn.truncations[0]["audio_end_ms"] <= status["counters"]["frames_out"] * 20
+        assert_barge_in_like_the_service(esl, b, conn)
     finally:
         server.reply, server.speed = "echo", 4.0
     # media timing on the real media thread
@@ -389,6 +390,46 @@ def test_dialplan_agent_app(fs, esl, server):
     esl.wait(0.5)
     greeting = loud(recorded(record))
     assert abs(dominant_freq(greeting, 8000) - 440) < 8     # no caller audio: the server's tone
+    no_leftovers(fs, esl, b)
+
+
+def assert_barge_in_like_the_service(esl, uuid, conn):
+    """The server interrupted the response itself (interrupt_response, its default): the module
+    sent no cancel, the truncate stayed within the audio sent, and no error event came."""
+    assert wait_event(esl, "openai_s2s::server_event", lambda e: e.get("Unique-ID") == uuid and
+                      orjson.loads(e["_body"]).get("type") == "response.done" and
+                      orjson.loads(e["_body"])["response"]["status"] == "cancelled")
+    esl.wait(1.0)    # the caller's turn ends and is answered
+    assert not [e for e in conn.received if e["type"] == "response.cancel"]
+    truncate = conn.truncations[0]
+    assert truncate["audio_end_ms"] <= conn.assistant_audio_ms[truncate["item_id"]]
+    errors = [e for e in esl.events if e.get("Unique-ID") == uuid and e.get("Event-Subclass") ==
+              "openai_s2s::server_event" and orjson.loads(e["_body"]).get("type") == "error"]
+    assert errors == [], errors
+
+
+def test_dialplan_agent_barge_in(fs, esl, server):
+    server.reply, server.speed = "tone", 1.5     # a long greeting to talk over
+    try:
+        mark = len(server.connections)
+        a, b, record = new_call(fs, esl, "agent-barge", extension="agent")
+        assert wait_event(esl, "openai_s2s::connect", lambda e: e.get("Unique-ID") == b)
+        assert server.wait_for(lambda: len(server.connections) > mark)
+        conn = server.connections[mark]
+        assert server_event(esl, b, "output_audio.playback_started")
+        esl.wait(0.4)
+        api(esl, f"uuid_broadcast {a} tone_stream://%(500,0,300) aleg")
+        interrupted = wait_event(esl, "openai_s2s::server_event", lambda e: e.get("Unique-ID") == b and
+                                 orjson.loads(e["_body"]).get("completion_reason") == "interrupted")
+        assert interrupted is not None
+        assert server.wait_for(lambda: conn.truncations, 5)
+        assert_barge_in_like_the_service(esl, b, conn)
+        status = session_status(esl, b)
+        assert status["counters"]["barge_ins"] == 1 and status["counters"]["frames_after_barge_in"] <= 1
+    finally:
+        server.reply, server.speed = "echo", 4.0
+    api(esl, f"uuid_kill {a}")
+    assert wait_event(esl, "openai_s2s::disconnect", lambda e: e.get("Unique-ID") == b)
     no_leftovers(fs, esl, b)
 
 
