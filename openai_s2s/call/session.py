@@ -29,7 +29,7 @@ from ..media.formats import PCM24
 from ..media.playout import PlayoutBuffer
 from ..realtime.endpoint import Endpoint
 from ..realtime.protocol import (Action, ClientEventError, End, EndAudio, Flush, Forward, Log, OpenUplink,
-                                 Play, RealtimeProtocol, Send, SetOutput)
+                                 Play, RealtimeProtocol, ResponseIdle, Send, SetOutput, ToolCall)
 from ..realtime.transport import send_room
 from . import events, registry, tally
 from .host import CallMedia
@@ -37,6 +37,7 @@ from .housekeeping import Housekeeping
 from .pump import PUMP
 from .receiver import Receiver
 from .status import session_status
+from .toolcalls import ToolRunner
 from .uplink import UplinkSender
 
 JOIN_TIMEOUT = 3.0
@@ -97,6 +98,7 @@ class Session:
         self.uplink = UplinkSender(call.rate, call.frame_samples, options,
                                    self.housekeeping.tick, self._uplink_failed)
         self.receiver = Receiver(self)
+        self.tools = ToolRunner(self)     # the function calls the module answers itself
         self.state = "connecting"
         self.created = time.time()
         # read by the media thread: plain attributes, set by others
@@ -263,6 +265,10 @@ class Session:
                     self.warn(action.level, action.fold, action.message)
                 else:
                     log(action.level, f"[{self.uuid}] {action.message}")
+            elif kind is ToolCall:
+                self.tools.call(action.call_id, action.name, action.arguments)
+            elif kind is ResponseIdle:
+                self.tools.response_idle()
             elif kind is End:
                 self.close_soon(action.reason)
 

@@ -73,6 +73,20 @@ class SetOutput:
 
 
 @dataclasses.dataclass(frozen=True)
+class ToolCall:
+    """The model called a function (its item is done); the module answers it if the tool is one
+    of its own, else the ESL application does, from the forwarded event."""
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ResponseIdle:
+    """No response is in progress any more (response.done)."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Log:
     level: str
     message: str
@@ -85,7 +99,7 @@ class End:
     reason: str
 
 
-Action = Union[Send, Forward, Play, EndAudio, Flush, OpenUplink, SetOutput, Log, End]
+Action = Union[Send, Forward, Play, EndAudio, Flush, OpenUplink, SetOutput, ToolCall, ResponseIdle, Log, End]
 
 
 class ClientEventError(ValueError):
@@ -325,11 +339,23 @@ class RealtimeProtocol:
             self.response_id = None
         # A response can end without its audio-done event (cancelled, failed, cut short):
         # its audio is complete all the same, or playout would wait for more for ever.
+        actions: List[Action] = []
         if self.audio_open and (done_id is None or done_id == self.audio_response
                                 or self.audio_response is None):
             self.audio_response, self.audio_open = None, False
-            return [EndAudio(("", 0))]
-        return []
+            actions.append(EndAudio(("", 0)))
+        if self.response_id is None:
+            actions.append(ResponseIdle())
+        return actions
+
+    def _on_output_item_done(self, event: Dict[str, Any]) -> List[Action]:
+        item = event.get("item")
+        if not isinstance(item, dict) or item.get("type") != "function_call":
+            return []
+        call_id, name, arguments = item.get("call_id"), item.get("name"), item.get("arguments", "")
+        if not (isinstance(call_id, str) and isinstance(name, str) and isinstance(arguments, str)):
+            raise ValueError("function_call item without string call_id, name and arguments")
+        return [ToolCall(call_id, name, arguments)]
 
     def _on_audio_done(self, event: Dict[str, Any]) -> List[Action]:
         item = _item_key(event)
@@ -436,6 +462,7 @@ _SERVER_HANDLERS = {
     "session.updated": RealtimeProtocol._on_session_updated,
     "response.created": RealtimeProtocol._on_response_created,
     "response.done": RealtimeProtocol._on_response_done,
+    "response.output_item.done": RealtimeProtocol._on_output_item_done,
     "response.output_audio.done": RealtimeProtocol._on_audio_done,
     "response.audio.done": RealtimeProtocol._on_audio_done,
     "input_audio_buffer.speech_started": RealtimeProtocol._on_speech_started,
