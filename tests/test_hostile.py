@@ -1,3 +1,4 @@
+import socket
 """Servers that refuse, redirect or misbehave: the module must say why, keep the key, and
 never let the server end anything but its own session."""
 import orjson
@@ -140,12 +141,18 @@ def test_a_server_event_of_the_wrong_shape_is_dropped_and_the_call_goes_on(h, ev
 def test_a_key_is_kept_for_redaction_only_while_a_session_uses_it(h):
     from openai_s2s import log
     other = "sk-other-0123456789-abcdef"
-    for uuid in ("u-k1", "u-k2"):
-        h.call(uuid)
-        assert h.create(uuid, key=other).startswith("+OK")
-    assert other in log._secrets
-    h.api("u-k1 session.delete")
-    assert other in log._secrets            # u-k2 still sends it
-    h.api("u-k2 session.delete")
-    assert other not in log._secrets
+    # A listener that never answers the upgrade: both sessions stay connecting, whatever the
+    # timing (the local server would refuse this key, and its 401 would end them at once).
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        host = f"ws://127.0.0.1:{silent.getsockname()[1]}"
+        for uuid in ("u-k1", "u-k2"):
+            h.call(uuid)
+            assert h.create(uuid, key=other, host=host).startswith("+OK")
+        assert other in log._secrets
+        h.api("u-k1 session.delete")
+        assert other in log._secrets            # u-k2 still sends it
+        h.api("u-k2 session.delete")
+        assert other not in log._secrets
     assert log.redact(f"x {other} y") == "x *** y"   # still scrubbed by its shape
