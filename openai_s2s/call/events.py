@@ -13,7 +13,8 @@ CONNECT_FAILED = "openai_s2s::connect_failed"
 SERVER_EVENT = "openai_s2s::server_event"
 DISCONNECT = "openai_s2s::disconnect"
 BUFFER_OVERRUN = "openai_s2s::buffer_overrun"
-ALL = (CONNECT, CONNECT_FAILED, SERVER_EVENT, DISCONNECT, BUFFER_OVERRUN)
+RECONNECT = "openai_s2s::reconnect"
+ALL = (CONNECT, CONNECT_FAILED, SERVER_EVENT, DISCONNECT, BUFFER_OVERRUN, RECONNECT)
 
 HEADERS = {"llm-vendor": "openai", "media-bugname": "openai_s2s"}
 

@@ -15,6 +15,7 @@ from .expiry import EVENT as EXPIRING, Expiry
 TICK = 0.02          # seconds between checks (the pump itself runs every 10 ms)
 OVERRUN_EVERY = 1.0  # buffer_overrun at most this often per direction, with what it dropped since
 NO_WRITES_WARNING = 2.0
+RECONNECT_MARGIN = 30.0   # seconds before the session limit a reconnect may start
 
 
 class Housekeeping:
@@ -31,6 +32,7 @@ class Housekeeping:
         self._warned_no_writes = False
         self._warned_mismatch = False
         self.expiry = Expiry.for_session(session.endpoint.display_url, session.options)
+        self._reconnect_for: Optional[float] = None   # the session end a reconnect was started for
 
     def tick(self, now: float) -> None:
         session = self.session
@@ -43,12 +45,27 @@ class Housekeeping:
             seconds_left = self.expiry.check(now)
             if seconds_left is not None:
                 session.fire(events.SERVER_EVENT, events.body(type=EXPIRING, seconds_left=seconds_left))
+            self._maybe_reconnect(now)
         # Silence from the server for two ping intervals (and a send timeout) ends the call;
         # a ping that found no room in the socket counts too.
         interval = float(session.options["ping_interval"])
         if interval and now - session.receiver.last_rx > 2 * interval + session.options["send_timeout"]:
             session.stop_uplink()
             session.close_soon("ping timeout")
+
+    def _maybe_reconnect(self, now: float) -> None:
+        """With reconnect=expiry (or always), move to a new session before the service's limit:
+        from ``margin`` seconds before it, at the first moment no response is in progress (the
+        model is not mid-sentence), and at the latest a few seconds before the limit."""
+        session, ends_at = self.session, self.expiry.ends_at
+        if ends_at is None or ends_at == self._reconnect_for or session.options["reconnect"] == "off":
+            return
+        margin = min(self.expiry.limit / 2, max(self.expiry.warning, RECONNECT_MARGIN))
+        if now < ends_at - margin:
+            return
+        if session.proto.response_id is None or now >= ends_at - margin / 4:
+            self._reconnect_for = ends_at     # once per session
+            session.reconnect_soon("session limit")
 
     def interrupted(self) -> None:
         """A barge-in flushed audio the caller was hearing: playback stops, interrupted."""

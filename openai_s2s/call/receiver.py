@@ -17,11 +17,16 @@ from ..realtime.transport import ConnectError, close_code, open_websocket
 from . import events
 
 
+MAX_RECONNECTS = 10   # per call: a server that keeps closing must not be redialled for ever
+
+
 class Receiver:
-    def __init__(self, session: Any):
+    def __init__(self, session: Any, reconnect_reason: Optional[str] = None, events_in: int = 0):
         self.session = session
         self.last_rx = time.monotonic()
-        self.events_in = 0
+        self.events_in = events_in
+        self.reconnect_reason = reconnect_reason   # set: this receiver opens a follow-on session
+        self.superseded = False   # a reconnect took over: end quietly, the session goes on
         self.thread = threading.Thread(target=self._run, daemon=True, name=f"s2s-rx-{session.uuid[:8]}")
 
     def start(self) -> None:
@@ -39,6 +44,9 @@ class Receiver:
                 if session.stopping:   # deleted while connecting: close() has said so
                     return
                 log(WARNING, f"[{session.uuid}] connect to {endpoint.display_url} failed: {exc}")
+                if self.reconnect_reason is not None:
+                    session.close(f"reconnect failed: {exc}")
+                    return
                 session.tell_connect(events.CONNECT_FAILED, events.body(reason=str(exc)))
                 session.close(f"connect_failed: {exc}")
                 return
@@ -48,21 +56,38 @@ class Receiver:
             self.last_rx = time.monotonic()
             session.housekeeping.expiry.start(self.last_rx)   # the service's clock starts about now
             session.connected(ws)
-            if not session.tell_connect(events.CONNECT, events.body(url=endpoint.display_url,
-                                                                    protocol=session.proto.generation)):
+            if self.reconnect_reason is not None:
+                session.reconnected(self.reconnect_reason)
+            elif not session.tell_connect(events.CONNECT, events.body(url=endpoint.display_url,
+                                                                      protocol=session.proto.generation)):
                 ws.shutdown()   # session.delete came first, and has said connect_failed
                 return
-            log(INFO, f"[{session.uuid}] connected to {endpoint.display_url} ({session.proto.generation})")
+            else:
+                log(INFO, f"[{session.uuid}] connected to {endpoint.display_url} ({session.proto.generation})")
             reason, code = self._receive(ws)
+            if self._follow_on(reason):
+                return
         except Exception as exc:  # never let a thread die silently
             reason = f"internal error: {exc!r}"
             log(ERR, f"[{session.uuid}] receiver failed: {exc!r}")
-        session.close(reason, code)
+        if not self.superseded:
+            session.close(reason, code)
+
+    def _follow_on(self, reason: str) -> bool:
+        """With reconnect=always, a session the server ended (or a lost connection) is followed
+        by a new one on the same call; True if that is under way."""
+        session = self.session
+        if self.superseded:
+            return True
+        if session.stopping or session.options["reconnect"] != "always" or reason == "stopped" \
+                or session.reconnects >= MAX_RECONNECTS or reason.startswith("protocol error"):
+            return False
+        return session.reconnect_soon(reason)
 
     def _receive(self, ws: websocket.WebSocket) -> Tuple[str, Optional[int]]:
         session = self.session
         proto = session.proto
-        while not session.stopping:
+        while not session.stopping and not self.superseded:
             try:
                 opcode, data = ws.recv_data(control_frame=True)
             except (websocket.WebSocketTimeoutException, TimeoutError):

@@ -23,7 +23,7 @@ import orjson
 import websocket
 
 from .. import process
-from ..log import ERR, INFO, Folded, add_secret, forget_secret, log
+from ..log import ERR, INFO, WARNING, Folded, add_secret, forget_secret, log
 from ..media.codec import DownlinkDecoder
 from ..media.formats import PCM24
 from ..media.playout import PlayoutBuffer
@@ -36,6 +36,7 @@ from .host import CallMedia
 from .housekeeping import Housekeeping
 from .pump import PUMP
 from .receiver import Receiver
+from .replay import conversation_items
 from .status import session_status
 from .toolcalls import ToolRunner
 from .uplink import UplinkSender
@@ -106,6 +107,10 @@ class Session:
         self.mute_user = False
         self.deltas = 0
         self.bytes_down = 0
+        # the follow-on sessions of a call longer than one (reconnect)
+        self.last_update: Optional[Dict[str, Any]] = None   # the last session.update, as given
+        self.reconnects = 0
+        self._reconnecting = False
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -188,6 +193,64 @@ class Session:
         if not registry.all_sessions():
             process.last_session_ended(lambda: not registry.all_sessions())
 
+    # -- a follow-on session on the same call ------------------------------------------
+    def reconnect_soon(self, reason: str) -> bool:
+        """Replace the websocket with a new session, from a thread of its own; False if the
+        session is ending or already reconnecting."""
+        with self.lock:
+            if self._closing or self._reconnecting:
+                return False
+            self._reconnecting = True
+        threading.Thread(target=self._reconnect, args=(reason,), daemon=True,
+                         name=f"s2s-reconnect-{self.uuid[:8]}").start()
+        return True
+
+    def _reconnect(self, reason: str) -> None:
+        log(INFO, f"[{self.uuid}] opening a new session: {reason}")
+        old = self.receiver
+        old.superseded = True
+        self.stop_uplink()
+        ws, self.ws = self.ws, None
+        if ws is not None:
+            if send_room(ws.sock) > 64:
+                try:
+                    ws.send_close(websocket.STATUS_NORMAL)
+                except Exception:
+                    pass
+            _shutdown(ws)
+        if old.thread is not threading.current_thread():
+            old.thread.join(JOIN_TIMEOUT)
+        with self.lock:
+            if self._closing:
+                self._reconnecting = False
+                return
+            previous = self.proto
+            self.proto = RealtimeProtocol(previous.generation, self.options["hold_response_create"],
+                                          self.options["idle_timeout_action"], self.options["barge_in"])
+            self.proto.barge_ins, self.proto.translations = previous.barge_ins, previous.translations
+            self.uplink.reset()
+            self.reconnects += 1
+            self.state = "connecting"
+            self._socket = None
+            self.receiver = Receiver(self, reconnect_reason=reason, events_in=old.events_in)
+            self.receiver.start()
+
+    def reconnected(self, reason: str) -> None:
+        """The receiver opened the follow-on session: say so, then replay the call so far."""
+        self._reconnecting = False
+        self.fire(events.RECONNECT, events.body(reason=reason, reconnects=self.reconnects))
+        log(INFO, f"[{self.uuid}] new session open ({reason}); reconnects: {self.reconnects}")
+        for event in self.replay_events():
+            try:
+                self.client_event(event, len(orjson.dumps(event)))
+            except ClientEventError as exc:
+                log(WARNING, f"[{self.uuid}] replaying {event['type']} failed: {exc}")
+
+    def replay_events(self) -> List[Dict[str, Any]]:
+        """The last session.update, then what was said so far as conversation items."""
+        replay: List[Dict[str, Any]] = [self.last_update] if self.last_update is not None else []
+        return replay + conversation_items(getattr(self, "transcript", None), self.proto.generation)
+
     def close_soon(self, reason: str) -> None:
         """Close from a thread that must not block: the media thread, or mid-dispatch."""
         threading.Thread(target=self.close, args=(reason,), daemon=True,
@@ -220,11 +283,15 @@ class Session:
         changing nothing, if it must not be sent."""
         if self._closing:
             raise ClientEventError("the session is ending")
+        if self._reconnecting:
+            raise ClientEventError("the call is moving to a new server session; try again shortly")
         refusal = self.uplink.refuses_event(size)
         if refusal:
             raise ClientEventError(refusal)
         with self.lock:
             actions = self.proto.client_event(event)
+            if event["type"] == "session.update":
+                self.last_update = event
         self.run(actions)
 
     def set_paused(self, paused: bool) -> None:

@@ -47,6 +47,7 @@ def session_status(session: Any) -> Dict[str, Any]:
             # the uplink's backlog, and whether it waits for the server to read
             "uplink_queued": len(uplink.queue), "uplink_waiting_for_room": uplink.pending is not None,
             "uplink_fragments": uplink.fragments,
+            "reconnects": session.reconnects,
         },
         "latency_ms": {"uplink": percentiles(uplink.latency),
                        "downlink": percentiles(playout.latencies),

@@ -121,6 +121,20 @@ class UplinkSender:
         self.stopped = True
         self.open = False
 
+    def reset(self) -> None:
+        """Forget the websocket and everything queued for it, keeping the counters: a new
+        session on the same call (a reconnect) starts from here. Only while stopped."""
+        self.queue.clear()
+        self.ws, self._writer, self._encoder = None, None, None
+        self._chunk.clear()
+        self.pending = None
+        with self._events_lock:
+            self.events_queued = self.event_bytes_queued = 0
+        self._fragmented = False
+        self._room = 0
+        self._next_ping = float("inf")
+        self.stopped = False
+
     def connected(self, ws: websocket.WebSocket) -> None:
         self._writer = FrameWriter(ws.sock, timeout=float(self.options["send_timeout"]))
         self.ws = ws

@@ -145,6 +145,10 @@ OPTIONS = (
            "when the caller speaks over the model: auto (flush playout and truncate when the "
            "session's turn detection interrupts, as the server confirmed it; nothing when "
            "interrupt_response is false), always (flush, cancel, truncate), never"),
+    Option("reconnect", "expiry", _choice("off", "expiry", "always"),
+           "open a new session on the same call, replaying the last session.update and the "
+           "conversation: expiry (before the service's session limit), always (also when the "
+           "server closes or the connection drops), off"),
     Option("idle_timeout_action", "forward", _choice("forward", "end"),
            "on input_audio_buffer.timeout_triggered: forward it, or end the session"),
     Option("session_limit", None, _auto_or_seconds(1, 86400),
