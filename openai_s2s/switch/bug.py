@@ -15,7 +15,7 @@ import ctypes
 import itertools
 import threading
 import time
-from typing import Callable, Collection, Dict, Optional, Tuple
+from typing import Any, Callable, Collection, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -196,54 +196,40 @@ class FsCall:
         finally:
             native.release(self.lib, session)
 
+    def _on_channel(self, act: Callable[[int, int], Any], gone: Any) -> Any:
+        """``act(session, channel)`` with the session located (read lock held), else ``gone``."""
+        session = native.locate(self.lib, self.uuid)
+        if session is None:
+            return gone
+        try:
+            return act(session, self.lib.switch_core_session_get_channel(session))
+        finally:
+            native.release(self.lib, session)
+
     def auto_media(self) -> Tuple[str, str]:
         """The media path ``media=auto`` takes here, and why: unicast for a parked channel
         without send_silence_when_idle (nothing of Python then runs on its media thread), else
         the media bug, which works on any channel."""
-        session = native.locate(self.lib, self.uuid)
-        if session is None:
-            return "bug", "the channel is gone"
-        try:
-            channel = self.lib.switch_core_session_get_channel(session)
+        def choose(session: int, channel: int) -> Tuple[str, str]:
             if not self.lib.switch_channel_test_flag(channel, native.CF_PARK):
                 return "bug", "the channel is not parked (bridged, or running an application)"
             silence = self._get(channel, "send_silence_when_idle")
             if silence and silence.strip() not in ("0", ""):
                 return "bug", "the parked channel has send_silence_when_idle set"
             return "unicast", "the channel is parked without send_silence_when_idle"
-        finally:
-            native.release(self.lib, session)
+        return self._on_channel(choose, ("bug", "the channel is gone"))
 
     def parked(self) -> bool:
-        session = native.locate(self.lib, self.uuid)
-        if session is None:
-            return False
-        try:
-            channel = self.lib.switch_core_session_get_channel(session)
-            return bool(self.lib.switch_channel_test_flag(channel, native.CF_PARK))
-        finally:
-            native.release(self.lib, session)
+        return self._on_channel(lambda s, c: bool(self.lib.switch_channel_test_flag(c, native.CF_PARK)), False)
 
     def park(self) -> None:
         """Park the channel until :meth:`unpark` or hangup. Only on the channel's own thread (a
         dialplan application's): it blocks there, in C, with the GIL given up."""
-        session = native.locate(self.lib, self.uuid)
-        if session is None:
-            return
-        try:
-            self.lib.switch_ivr_park(session, None)
-        finally:
-            native.release(self.lib, session)
+        self._on_channel(lambda s, c: self.lib.switch_ivr_park(s, None), None)
 
     def unpark(self) -> None:
         """End :meth:`park`: the park loop checks the flag on every frame."""
-        session = native.locate(self.lib, self.uuid)
-        if session is None:
-            return
-        try:
-            self.lib.switch_channel_clear_flag(self.lib.switch_core_session_get_channel(session), native.CF_PARK)
-        finally:
-            native.release(self.lib, session)
+        self._on_channel(lambda s, c: self.lib.switch_channel_clear_flag(c, native.CF_PARK), None)
 
     def unicast_alive(self) -> bool:
         """False once the channel is gone or has left park (which ends its unicast connection)."""
