@@ -77,8 +77,8 @@ class Session:
         self.uuid = call.uuid
         self.endpoint = endpoint
         self.options = options
-        self._secret = secret      # redacted from every log line while a session uses it
-        add_secret(secret)
+        self._secrets: List[str] = []   # redacted from every log line while the session lasts
+        self.keep_secret(secret)
         self.proto = RealtimeProtocol(generation, options["hold_response_create"],
                                       options["idle_timeout_action"], options["barge_in"])
         self.playout = PlayoutBuffer(call.rate, call.frame_samples, options["playout_max_ms"])
@@ -113,6 +113,18 @@ class Session:
         self.call.attach(self._on_capture, self.playout.next_frame, self._on_media_closed,
                          mix=self.options["playout_mode"] == "mix")
         self.receiver.start()
+
+    def keep_secret(self, secret: Optional[str]) -> None:
+        """Redact ``secret`` from every log line until the session has ended."""
+        if secret:
+            add_secret(secret)
+            self._secrets.append(secret)
+
+    def forget_secrets(self) -> None:
+        """The session's secrets are no longer redacted for it (at its end, or a failed start)."""
+        kept, self._secrets = self._secrets, []
+        for secret in kept:
+            forget_secret(secret)
 
     def connecting_on(self, sock: Any) -> None:
         """The receiver's socket, before it connects: close() shuts it down to abort a connect
@@ -182,7 +194,7 @@ class Session:
         failed = self.events.failed_body
         tally.retire(self, orjson.loads(failed).get("reason", "") if failed else None)
         registry.remove(self.uuid, self)
-        forget_secret(self._secret)
+        self.forget_secrets()
         self._closed.set()
         log(INFO, f"[{self.uuid}] session ended: {reason}")
         if not registry.all_sessions():
