@@ -29,7 +29,7 @@ from ..media.formats import PCM24
 from ..media.playout import PlayoutBuffer
 from ..realtime.endpoint import Endpoint
 from ..realtime.protocol import (Action, ClientEventError, End, EndAudio, Flush, Forward, Log, OpenUplink,
-                                 Play, RealtimeProtocol, ResponseIdle, Send, SetOutput, ToolCall)
+                                 Play, RealtimeProtocol, ResponseIdle, Send, SetOutput, ToolCall, Transcript)
 from ..realtime.transport import send_room
 from . import events, registry, tally
 from .host import CallMedia
@@ -38,6 +38,7 @@ from .pump import PUMP
 from .receiver import Receiver
 from .status import session_status
 from .toolcalls import ToolRunner
+from .transcript import Transcript as TranscriptStore
 from .uplink import UplinkSender
 
 JOIN_TIMEOUT = 3.0
@@ -99,6 +100,7 @@ class Session:
                                    self.housekeeping.tick, self._uplink_failed)
         self.receiver = Receiver(self)
         self.tools = ToolRunner(self)     # the function calls the module answers itself
+        self.transcript = TranscriptStore()
         self.state = "connecting"
         self.created = time.time()
         # read by the media thread: plain attributes, set by others
@@ -195,10 +197,23 @@ class Session:
         tally.retire(self, orjson.loads(failed).get("reason", "") if failed else None)
         registry.remove(self.uuid, self)
         self.forget_secrets()
+        self._write_transcript()
         self._closed.set()
         log(INFO, f"[{self.uuid}] session ended: {reason}")
         if not registry.all_sessions():
             process.last_session_ended(lambda: not registry.all_sessions())
+
+    def _write_transcript(self) -> None:
+        """With transcript-dir, the transcript goes to a file, on a thread of its own: a slow
+        disk must not hold up session.delete."""
+        directory = self.options.get("transcript_dir")
+        if not directory or not self.transcript.entries():
+            return
+        try:
+            threading.Thread(target=self.transcript.write, args=(directory, self.uuid, self.created),
+                             daemon=True, name=f"s2s-transcript-{self.uuid[:8]}").start()
+        except RuntimeError as exc:
+            log(ERR, f"[{self.uuid}] transcript not written: {exc}")
 
     def close_soon(self, reason: str) -> None:
         """Close from a thread that must not block: the media thread, or mid-dispatch."""
@@ -279,6 +294,8 @@ class Session:
                     log(action.level, f"[{self.uuid}] {action.message}")
             elif kind is ToolCall:
                 self.tools.call(action.call_id, action.name, action.arguments)
+            elif kind is Transcript:
+                self.transcript.add(action.role, action.item_id, action.text)
             elif kind is ResponseIdle:
                 self.tools.response_idle()
             elif kind is End:

@@ -27,10 +27,10 @@ from .instructions import InstructionsError, read_instructions
 API_NAME = "uuid_openai_s2s"
 SYNTAX = (f"{API_NAME} <uuid> session.create <host> <path> <bearer|query|api-key> [api-key] | "
           f"{API_NAME} <uuid> client.event <json> | {API_NAME} <uuid> session.delete | "
-          f"{API_NAME} <uuid> status | {API_NAME} status | "
+          f"{API_NAME} <uuid> status | {API_NAME} <uuid> transcript | {API_NAME} status | "
           f"{API_NAME} <uuid> pause|resume | {API_NAME} <uuid> mute|unmute [user|model|all] | "
           f"{API_NAME} <uuid> barge-in | {API_NAME} metrics")
-COMMANDS = ("session.create", "client.event", "session.delete", "status",
+COMMANDS = ("session.create", "client.event", "session.delete", "status", "transcript",
             "pause", "resume", "mute", "unmute", "barge-in")
 
 
@@ -295,6 +295,12 @@ def _status(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) ->
     return "+OK " + orjson.dumps(_session_for(uuid).status()).decode()
 
 
+def _transcript(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) -> str:
+    if args:
+        return _usage("<uuid> transcript")
+    return "+OK " + orjson.dumps(_session_for(uuid).transcript.entries()).decode()
+
+
 def _pause(paused: bool) -> Callable[..., str]:
     def run(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) -> str:
         _session_for(uuid).set_paused(paused)
@@ -328,6 +334,7 @@ _HANDLERS: Dict[str, Callable[..., str]] = {
     "client.event": _client_event,
     "session.delete": _delete,
     "status": _status,
+    "transcript": _transcript,
     "pause": _pause(True),
     "resume": _pause(False),
     "mute": _mute(True),

@@ -160,6 +160,9 @@ OPTIONS = (
            "secret for the X-Signature: sha256=<HMAC-SHA256 of the body> header of webhook calls",
            file_only=True),
     Option("webhook_ca_file", None, _text, "CA bundle (PEM) for https webhooks", file_only=True),
+    Option("transcript_dir", None, _text,
+           "directory each session's transcript is written to when it ends, as "
+           "<uuid>-<unix start>.jsonl", file_only=True),
     Option("max_event_bytes", 1 << 20, _bounded(int, 1024, 16 << 20),
            "largest client.event accepted", file_only=True),
     Option("max_frame_bytes", 16 << 20, _bounded(int, 64 << 10, 256 << 20),
