@@ -134,6 +134,8 @@ class Webhook:
             return output
         ms = round((time.monotonic() - started) * 1000)
         log(INFO, f"[{ctx.uuid}] webhook {self.tool.name}: http {status} in {ms} ms")
+        if 300 <= status < 400:
+            return _error(f"webhook answered http {status} (a redirect: not followed)")
         if not 200 <= status < 300:
             return _error(f"webhook answered http {status}")
         try:
