@@ -203,6 +203,16 @@ def test_https_webhooks_verify_the_certificate(server, tmp_path, cert, ca_in_fil
         tls.close()
 
 
+def test_a_ca_file_that_cannot_be_read_is_the_calls_error_not_the_sessions(server, hook, tmp_path):
+    h = harness(server, tmp_path, webhook_ca_file=str(tmp_path / "missing.pem"))
+    try:
+        tools_file(tmp_path, hook.url.replace("http:", "https:"))
+        start(h, "wh-noca")
+        assert orjson.loads(answered(h)) == {"error": "webhook unreachable (FileNotFoundError)"}
+    finally:
+        h.finish()
+
+
 def test_a_bad_tools_file_refuses_the_session(wh, tmp_path):
     tools_file(tmp_path, "ftp://127.0.0.1/hook")
     wh.call("wh-ftp", openai_s2s_tools_file="tools.json")

@@ -108,11 +108,18 @@ class Webhook:
         self.tool = tool
         self.timeout = tool.timeout or options.get("webhook_timeout") or 5.0
         self._secret: Optional[str] = options.get("webhook_secret")
-        handlers: List[Any] = [urllib.request.ProxyHandler({}), _NoRedirect()]
-        if tool.url.startswith("https:"):
-            context = ssl.create_default_context(cafile=options.get("webhook_ca_file"))
-            handlers.append(urllib.request.HTTPSHandler(context=context))
-        self._opener = urllib.request.build_opener(*handlers)
+        self._ca_file: Optional[str] = options.get("webhook_ca_file")
+        self._opener: Optional[urllib.request.OpenerDirector] = None
+
+    def _open(self) -> urllib.request.OpenerDirector:
+        """The opener, made at the first call (a bad CA file is then that call's error)."""
+        if self._opener is None:
+            handlers: List[Any] = [urllib.request.ProxyHandler({}), _NoRedirect()]
+            if self.tool.url.startswith("https:"):
+                context = ssl.create_default_context(cafile=self._ca_file)
+                handlers.append(urllib.request.HTTPSHandler(context=context))
+            self._opener = urllib.request.build_opener(*handlers)
+        return self._opener
 
     def body(self, args: Any, ctx: Any) -> bytes:
         return orjson.dumps({"name": self.tool.name, "arguments": args, "call_id": ctx.call_id,
@@ -148,7 +155,7 @@ class Webhook:
         """(status, answer); raises TimeoutError past the deadline, whatever the server trickles."""
         request = urllib.request.Request(self.tool.url, data=body, headers=headers, method="POST")
         try:
-            response = self._opener.open(request, timeout=_left(deadline))
+            response = self._open().open(request, timeout=_left(deadline))
         except urllib.error.HTTPError as exc:   # non-2xx, redirects included: the body is not read
             exc.close()
             return exc.code, b""
