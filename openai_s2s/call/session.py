@@ -29,7 +29,7 @@ from ..media.formats import PCM24
 from ..media.playout import PlayoutBuffer
 from ..realtime.endpoint import Endpoint
 from ..realtime.protocol import (Action, ClientEventError, End, EndAudio, Flush, Forward, Log, OpenUplink,
-                                 Play, RealtimeProtocol, ResponseIdle, Send, SetOutput, ToolCall)
+                                 Play, RealtimeProtocol, ResponseIdle, Send, SetOutput, ToolCall, Transcript)
 from ..realtime.transport import send_room
 from . import events, registry, tally
 from .host import CallMedia
@@ -39,6 +39,7 @@ from .receiver import Receiver
 from .replay import conversation_items
 from .status import session_status
 from .toolcalls import ToolRunner
+from .transcript import Transcript as TranscriptStore
 from .uplink import UplinkSender
 
 JOIN_TIMEOUT = 3.0
@@ -78,8 +79,8 @@ class Session:
         self.uuid = call.uuid
         self.endpoint = endpoint
         self.options = options
-        self._secret = secret      # redacted from every log line while a session uses it
-        add_secret(secret)
+        self._secrets: List[str] = []   # redacted from every log line while the session lasts
+        self.keep_secret(secret)
         self.proto = RealtimeProtocol(generation, options["hold_response_create"],
                                       options["idle_timeout_action"], options["barge_in"])
         self.playout = PlayoutBuffer(call.rate, call.frame_samples, options["playout_max_ms"])
@@ -100,6 +101,7 @@ class Session:
                                    self.housekeeping.tick, self._uplink_failed)
         self.receiver = Receiver(self)
         self.tools = ToolRunner(self)     # the function calls the module answers itself
+        self.transcript = TranscriptStore()
         self.state = "connecting"
         self.created = time.time()
         # read by the media thread: plain attributes, set by others
@@ -118,6 +120,18 @@ class Session:
         self.call.attach(self._on_capture, self.playout.next_frame, self._on_media_closed,
                          mix=self.options["playout_mode"] == "mix")
         self.receiver.start()
+
+    def keep_secret(self, secret: Optional[str]) -> None:
+        """Redact ``secret`` from every log line until the session has ended."""
+        if secret:
+            add_secret(secret)
+            self._secrets.append(secret)
+
+    def forget_secrets(self) -> None:
+        """The session's secrets are no longer redacted for it (at its end, or a failed start)."""
+        kept, self._secrets = self._secrets, []
+        for secret in kept:
+            forget_secret(secret)
 
     def connecting_on(self, sock: Any) -> None:
         """The receiver's socket, before it connects: close() shuts it down to abort a connect
@@ -187,7 +201,8 @@ class Session:
         failed = self.events.failed_body
         tally.retire(self, orjson.loads(failed).get("reason", "") if failed else None)
         registry.remove(self.uuid, self)
-        forget_secret(self._secret)
+        self.forget_secrets()
+        self._write_transcript()
         self._closed.set()
         log(INFO, f"[{self.uuid}] session ended: {reason}")
         if not registry.all_sessions():
@@ -249,7 +264,19 @@ class Session:
     def replay_events(self) -> List[Dict[str, Any]]:
         """The last session.update, then what was said so far as conversation items."""
         replay: List[Dict[str, Any]] = [self.last_update] if self.last_update is not None else []
-        return replay + conversation_items(getattr(self, "transcript", None), self.proto.generation)
+        return replay + conversation_items(self.transcript, self.proto.generation)
+
+    def _write_transcript(self) -> None:
+        """With transcript-dir, the transcript goes to a file, on a thread of its own: a slow
+        disk must not hold up session.delete."""
+        directory = self.options.get("transcript_dir")
+        if not directory or not self.transcript.entries():
+            return
+        try:
+            threading.Thread(target=self.transcript.write, args=(directory, self.uuid, self.created),
+                             daemon=True, name=f"s2s-transcript-{self.uuid[:8]}").start()
+        except RuntimeError as exc:
+            log(ERR, f"[{self.uuid}] transcript not written: {exc}")
 
     def close_soon(self, reason: str) -> None:
         """Close from a thread that must not block: the media thread, or mid-dispatch."""
@@ -334,6 +361,8 @@ class Session:
                     log(action.level, f"[{self.uuid}] {action.message}")
             elif kind is ToolCall:
                 self.tools.call(action.call_id, action.name, action.arguments)
+            elif kind is Transcript:
+                self.transcript.add(action.role, action.item_id, action.text)
             elif kind is ResponseIdle:
                 self.tools.response_idle()
             elif kind is End:

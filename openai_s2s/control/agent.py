@@ -20,7 +20,7 @@ from ..call import registry
 from ..log import INFO, WARNING, log
 from ..media.formats import BY_NAME
 from ..realtime.service import DEFAULT_MODEL
-from . import commands, config
+from . import commands, config, webhooks
 from .instructions import InstructionsError, read_instructions
 
 GetVar = Callable[[str], Optional[str]]
@@ -76,7 +76,11 @@ def plan(get_var: GetVar, rate: int, instructions_dir: Optional[str]) -> AgentPl
     session["audio"] = {"input": {"format": wire, "turn_detection": {"type": "server_vad"}},
                         "output": output}
     if var("tools_file"):
-        tools = _tools(_read(var("tools_file"), instructions_dir), var("tools_file"))
+        # webhook tools (with a url) are registered by session.create, from the same variable
+        try:
+            tools = webhooks.load_tools(var("tools_file"), instructions_dir)[0]
+        except webhooks.WebhookError as exc:
+            raise AgentError(str(exc)) from None
         session["tools"], session["tool_choice"] = tools, "auto"
     events: List[Dict[str, Any]] = [{"type": "session.update", "session": session}]
     greeting = var("greeting") or DEFAULT_GREETING
@@ -91,16 +95,6 @@ def _read(name: str, directory: Optional[str]) -> str:
         return read_instructions(name, directory)
     except InstructionsError as exc:
         raise AgentError(str(exc)) from None
-
-
-def _tools(text: str, name: str) -> List[Dict[str, Any]]:
-    try:
-        tools = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise AgentError(f"tools file {name!r} is not JSON: {exc}") from None
-    if not isinstance(tools, list) or not all(isinstance(t, dict) and t.get("name") for t in tools):
-        raise AgentError(f"tools file {name!r} must hold a list of tools, each with a name")
-    return [dict(t, type=t.get("type", "function")) for t in tools]
 
 
 def run_agent(core_session: Any, switch: Any, args: str) -> None:

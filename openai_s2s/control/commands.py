@@ -18,19 +18,19 @@ import orjson
 from .. import process
 from ..call import registry
 from ..call.session import Session
-from ..log import DEBUG, ERR, INFO, forget_secret, log, looks_like_key, redact
+from ..log import DEBUG, ERR, INFO, log, looks_like_key, redact
 from ..realtime.endpoint import AUTH_TYPES, build_endpoint, key_refusal
 from ..realtime.protocol import BETA, ClientEventError, generation_for_path
-from . import config, metrics
+from . import config, metrics, webhooks
 from .instructions import InstructionsError, read_instructions
 
 API_NAME = "uuid_openai_s2s"
 SYNTAX = (f"{API_NAME} <uuid> session.create <host> <path> <bearer|query|api-key> [api-key] | "
           f"{API_NAME} <uuid> client.event <json> | {API_NAME} <uuid> session.delete | "
-          f"{API_NAME} <uuid> status | {API_NAME} status | "
+          f"{API_NAME} <uuid> status | {API_NAME} <uuid> transcript | {API_NAME} status | "
           f"{API_NAME} <uuid> pause|resume | {API_NAME} <uuid> mute|unmute [user|model|all] | "
           f"{API_NAME} <uuid> barge-in | {API_NAME} metrics")
-COMMANDS = ("session.create", "client.event", "session.delete", "status",
+COMMANDS = ("session.create", "client.event", "session.delete", "status", "transcript",
             "pause", "resume", "mute", "unmute", "barge-in")
 
 
@@ -177,19 +177,33 @@ def _create(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) ->
     refusal = key_refusal(endpoint.url, options["key_hosts"], options["key_over_ws"], from_command)
     if refusal:
         raise CommandError(refusal)
+    hooks = _webhook_tools(call, options)
     process.first_session()
     session = Session(switch, call, endpoint, options, generation, secret=api_key)
+    webhooks.register(session, hooks, options)
     if not registry.add(uuid, session):
-        forget_secret(api_key)
+        session.forget_secrets()
         raise CommandError(f"a session already exists on {shown(uuid)}; session.delete it first")
     try:
         session.start()
     except Exception as exc:
         registry.remove(uuid, session)
-        forget_secret(api_key)
+        session.forget_secrets()
         raise CommandError(f"cannot attach to the call's media: {exc}") from None
     log(INFO, f"[{uuid}] session.create {endpoint.display_url} ({generation}, {auth_type})")
     return f"+OK connecting to {endpoint.display_url} ({generation})"
+
+
+def _webhook_tools(call: Any, options: Dict[str, Any]) -> List[webhooks.WebhookTool]:
+    """The webhook tools of the tools file the channel names (``openai_s2s_tools_file``, under
+    instructions-dir): the session answers them itself. The other tools stay the application's."""
+    name = (call.variable(config.VAR_PREFIX + "tools_file") or "").strip()
+    if not name:
+        return []
+    try:
+        return webhooks.load_tools(name, options["instructions_dir"])[1]
+    except webhooks.WebhookError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _choose_media(call: Any, options: Dict[str, Any]) -> Tuple[Any, Dict[str, Any]]:
@@ -281,6 +295,12 @@ def _status(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) ->
     return "+OK " + orjson.dumps(_session_for(uuid).status()).decode()
 
 
+def _transcript(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) -> str:
+    if args:
+        return _usage("<uuid> transcript")
+    return "+OK " + orjson.dumps(_session_for(uuid).transcript.entries()).decode()
+
+
 def _pause(paused: bool) -> Callable[..., str]:
     def run(switch: Any, uuid: str, args: List[str], rest: Callable[[], str]) -> str:
         _session_for(uuid).set_paused(paused)
@@ -314,6 +334,7 @@ _HANDLERS: Dict[str, Callable[..., str]] = {
     "client.event": _client_event,
     "session.delete": _delete,
     "status": _status,
+    "transcript": _transcript,
     "pause": _pause(True),
     "resume": _pause(False),
     "mute": _mute(True),

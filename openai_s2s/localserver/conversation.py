@@ -144,7 +144,9 @@ class Conversation:
             self.error("input_audio_buffer_commit_empty", "buffer too small", event.get("event_id"))
             return
         self.last_turn = audio.resample(np.concatenate(self.buffer), self.state.in_fmt.rate, 24000)
-        self._commit(new_id("item"))
+        item_id = new_id("item")
+        self._commit(item_id)
+        self._transcribe(item_id)
 
     def on_input_audio_buffer_clear(self, event: Dict[str, Any]) -> None:
         self.buffer = []
@@ -220,6 +222,7 @@ class Conversation:
         self.send_event("input_audio_buffer.speech_stopped", item_id=found.item_id,
                         audio_end_ms=found.audio_end_ms)
         self._commit(found.item_id)
+        self._transcribe(found.item_id)
         if self.state.creates_response():
             responses.start(self, {})
 
@@ -253,6 +256,17 @@ class Conversation:
         self.items.append(item)
         self.send_event("input_audio_buffer.committed", item_id=item_id, previous_item_id=previous)
         self._item_added(item, previous)
+
+    def _transcribe(self, item_id: str) -> None:
+        """The caller's turn (``last_turn``) transcribed, as the service does when the session
+        asks for input transcription."""
+        if not self.state.transcribes:
+            return
+        seconds = len(self.last_turn) / 24000
+        self.send_event("conversation.item.input_audio_transcription.completed",
+                        item_id=item_id, content_index=0,
+                        transcript=f"caller spoke {round(seconds * 1000)} ms",
+                        usage={"type": "duration", "seconds": round(seconds, 3)})
 
     def _item_added(self, item: Dict[str, Any], previous: Optional[str]) -> None:
         if self.generation == "beta":

@@ -93,6 +93,7 @@ class SessionState:
         self.vad: Any = None                   # turn_detection as the session has it
         self.tools: List[Dict[str, Any]] = []
         self.text_only = False
+        self.transcribes = False               # input audio transcription is on
 
     def start(self) -> Dict[str, Any]:
         """The session as ``session.created`` announces it."""
@@ -159,9 +160,11 @@ class SessionState:
             self.out_fmt = format_from_wire(audio["output"].get("format")) or PCM24
             self.vad = audio["input"].get("turn_detection")
             self.text_only = self.session.get("output_modalities") == ["text"]
+            self.transcribes = bool(audio["input"].get("transcription"))
         else:
             self.in_fmt = format_from_wire(self.session.get("input_audio_format")) or PCM24
             self.out_fmt = format_from_wire(self.session.get("output_audio_format")) or PCM24
             self.vad = self.session.get("turn_detection")
             self.text_only = "audio" not in (self.session.get("modalities") or ["audio"])
+            self.transcribes = bool(self.session.get("input_audio_transcription"))
         self.tools = [t for t in self.session.get("tools") or [] if isinstance(t, dict)]

@@ -82,6 +82,14 @@ class ToolCall:
 
 
 @dataclasses.dataclass(frozen=True)
+class Transcript:
+    """A finished transcript of one side: the caller's (input transcription) or the model's."""
+    role: str          # "user" or "assistant"
+    item_id: str
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
 class ResponseIdle:
     """No response is in progress any more (response.done)."""
 
@@ -99,7 +107,8 @@ class End:
     reason: str
 
 
-Action = Union[Send, Forward, Play, EndAudio, Flush, OpenUplink, SetOutput, ToolCall, ResponseIdle, Log, End]
+Action = Union[Send, Forward, Play, EndAudio, Flush, OpenUplink, SetOutput, ToolCall, Transcript, ResponseIdle,
+               Log, End]
 
 
 class ClientEventError(ValueError):
@@ -362,6 +371,15 @@ class RealtimeProtocol:
         self.audio_open = False
         return [EndAudio(item)]
 
+    @staticmethod
+    def _transcript(role: str, field: str) -> Any:
+        def handle(self: "RealtimeProtocol", event: Dict[str, Any]) -> List[Action]:
+            item_id, text = event.get("item_id"), event.get(field)
+            if not (isinstance(item_id, str) and isinstance(text, str)):
+                raise ValueError(f"transcript without string item_id and {field}")
+            return [Transcript(role, item_id, text)]
+        return handle
+
     def _on_speech_started(self, event: Dict[str, Any]) -> List[Action]:
         # With interrupt_response the server cancels the response itself: a cancel of ours
         # would come after and be answered response_cancel_not_active. Without it the session
@@ -468,4 +486,9 @@ _SERVER_HANDLERS = {
     "input_audio_buffer.speech_started": RealtimeProtocol._on_speech_started,
     "input_audio_buffer.timeout_triggered": RealtimeProtocol._on_idle_timeout,
     "error": RealtimeProtocol._on_error,
+    "conversation.item.input_audio_transcription.completed": RealtimeProtocol._transcript("user", "transcript"),
+    "response.output_audio_transcript.done": RealtimeProtocol._transcript("assistant", "transcript"),
+    "response.audio_transcript.done": RealtimeProtocol._transcript("assistant", "transcript"),
+    "response.output_text.done": RealtimeProtocol._transcript("assistant", "text"),
+    "response.text.done": RealtimeProtocol._transcript("assistant", "text"),
 }
