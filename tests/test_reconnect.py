@@ -80,3 +80,22 @@ def test_the_conversation_is_replayed_as_text_items_newest_kept():
     many = [{"role": "user", "text": f"turn {n}"} for n in range(200)]
     kept = conversation_items(many, "ga")
     assert len(kept) == MAX_ITEMS and kept[-1]["item"]["content"][0]["text"] == "turn 199"
+
+
+def test_the_follow_on_session_hears_the_conversation_so_far(h):
+    call = h.call("r-conv", openai_s2s_session_limit="6", openai_s2s_expiry_warning="5")
+    h.create("r-conv")
+    h.connected("r-conv")
+    h.send("r-conv", SEED_SESSION_UPDATE)
+    assert h.wait_server_event("r-conv", "session.updated")
+    call.say(tone(440, 8000, 0.5) + silence(8000, 0.6))     # a turn the model answers
+    assert h.wait_server_event("r-conv", "response.done", timeout=10)
+    said = [e["text"] for e in registry.get("r-conv").transcript.entries() if e["role"] == "assistant"]
+    assert said
+    assert wait_until(lambda: len(h.server.connections) == 2, 10)
+    second = h.server.connections[1]
+    assert wait_until(lambda: any(e["type"] == "conversation.item.create" for e in second.received))
+    items = [e["item"] for e in second.received if e["type"] == "conversation.item.create"]
+    assert [i["content"][0]["text"] for i in items if i["role"] == "assistant"] == said
+    kinds = [e["type"] for e in second.received]
+    assert kinds.index("session.update") < kinds.index("conversation.item.create")
