@@ -40,6 +40,7 @@ class Housekeeping:
             self._check_frames()
             self._playback()
             self._overruns(now)
+            self._digits(now)
             seconds_left = self.expiry.check(now)
             if seconds_left is not None:
                 session.fire(events.SERVER_EVENT, events.body(type=EXPIRING, seconds_left=seconds_left))
@@ -49,6 +50,15 @@ class Housekeeping:
         if interval and now - session.receiver.last_rx > 2 * interval + session.options["send_timeout"]:
             session.stop_uplink()
             session.close_soon("ping timeout")
+
+    def _digits(self, now: float) -> None:
+        """The caller's digits, in batches, once the session is configured (its first
+        session.update sent): earlier ones wait, as caller audio does."""
+        session = self.session
+        if session.dtmf is None or not session.proto.uplink_open:
+            return
+        for digits in session.dtmf.poll(now):
+            session.send_digits(digits)
 
     def interrupted(self) -> None:
         """A barge-in flushed audio the caller was hearing: playback stops, interrupted."""
