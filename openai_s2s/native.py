@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_int, c_int32, c_size_t, c_uint8,
+from ctypes import (CFUNCTYPE, POINTER, Structure, c_char, c_char_p, c_int, c_int32, c_size_t, c_uint8,
                     c_uint16, c_uint32, c_void_p)
 from typing import Any, List, Optional, Sequence
 
@@ -43,6 +43,8 @@ CF_UNICAST = 25
 CF_PARK = 41
 
 SWITCH_API_INTERFACE = 5          # switch_module_interface_name_t
+SWITCH_EVENT_DTMF = 36            # switch_event_types_t
+SWITCH_CAUSE_NORMAL_CLEARING = 16  # switch_call_cause_t
 SWITCH_RECOMMENDED_BUFFER_SIZE = 8192
 
 
@@ -74,6 +76,11 @@ class SwitchCodecImplementation(Structure):
     ]
 
 
+class SwitchDtmf(Structure):
+    """switch_dtmf_t (switch_types.h), whole: switch_channel_dequeue_dtmf copies into it."""
+    _fields_ = [("digit", c_char), ("duration", c_uint32), ("flags", c_int32), ("source", c_int)]
+
+
 class SwitchStreamHandle(Structure):
     """struct switch_stream_handle: only the leading function pointers are used."""
 
@@ -103,6 +110,8 @@ SwitchApiInterface._fields_ = [
 MEDIA_BUG_CALLBACK = CFUNCTYPE(c_int, c_void_p, c_void_p, c_int)
 # switch_status_t (*)(switch_loadable_module_interface_t **, switch_memory_pool_t *)
 MODULE_LOAD = CFUNCTYPE(c_int, POINTER(c_void_p), c_void_p)
+# void (*)(switch_event_t *): runs on the switch's event dispatch threads
+EVENT_CALLBACK = CFUNCTYPE(None, c_void_p)
 
 # -- prototypes: name -> (restype, argtypes) ------------------------------------------
 PROTOTYPES = {
@@ -134,6 +143,16 @@ PROTOTYPES = {
     "switch_core_perform_strdup": (c_void_p, [c_void_p, c_char_p, c_char_p, c_char_p, c_int]),
     "switch_loadable_module_unload_module": (c_int, [c_char_p, c_char_p, c_int, POINTER(c_char_p)]),
     "switch_console_set_complete": (c_int, [c_char_p]),
+    # DTMF: the event the switch fires when a channel's queued digit is taken, and the taking
+    "switch_event_bind": (c_int, [c_char_p, c_int, c_char_p, EVENT_CALLBACK, c_void_p]),
+    "switch_event_unbind_callback": (c_int, [EVENT_CALLBACK]),
+    "switch_event_get_header_idx": (c_char_p, [c_void_p, c_char_p, c_int]),
+    "switch_channel_has_dtmf": (c_size_t, [c_void_p]),
+    "switch_channel_dequeue_dtmf": (c_int, [c_void_p, POINTER(SwitchDtmf)]),
+    # call control
+    "switch_channel_perform_hangup": (c_int, [c_void_p, c_char_p, c_char_p, c_int, c_int]),
+    "switch_ivr_session_transfer": (c_int, [c_void_p, c_char_p, c_char_p, c_char_p]),
+    "switch_core_session_send_dtmf_string": (c_int, [c_void_p, c_char_p]),
 }
 # Called on media threads inside the bug callback, where the GIL is already held. ctypes
 # gives the GIL up around every CDLL call, and taking it back means queueing behind every
@@ -142,18 +161,21 @@ PROTOTYPES = {
 # callback), so they keep it.
 KEEP_GIL = {"switch_core_media_bug_read", "switch_core_media_bug_flush",
             "switch_core_media_bug_get_write_replace_frame",
-            "switch_core_media_bug_set_write_replace_frame"}
+            "switch_core_media_bug_set_write_replace_frame",
+            # a header lookup in the event the DTMF callback is handed: no lock, no wait
+            "switch_event_get_header_idx"}
 # What tests/test_realswitch_native.py compiles against the installed headers: each struct's
 # C name and whether it is declared whole (size checked) or only as a prefix (offsets only),
 # and the constants above by their C names.
 C_STRUCTS = [(SwitchFrame, "switch_frame_t", True),
+             (SwitchDtmf, "switch_dtmf_t", True),
              (SwitchCodecImplementation, "switch_codec_implementation_t", True),
              (SwitchStreamHandle, "switch_stream_handle_t", False),
              (SwitchApiInterface, "switch_api_interface_t", True)]
 C_CONSTANTS = ["SWITCH_STATUS_SUCCESS", "SWITCH_STATUS_FALSE", "SWITCH_FALSE", "SWITCH_TRUE",
                "SWITCH_ABC_TYPE_WRITE_REPLACE", "SWITCH_ABC_TYPE_CLOSE", "SMBF_READ_STREAM",
                "SMBF_WRITE_REPLACE", "SMBF_NO_PAUSE", "CF_UNICAST", "CF_PARK", "SWITCH_API_INTERFACE",
-               "SWITCH_RECOMMENDED_BUFFER_SIZE"]
+               "SWITCH_RECOMMENDED_BUFFER_SIZE", "SWITCH_EVENT_DTMF", "SWITCH_CAUSE_NORMAL_CLEARING"]
 
 # Variadic or macro-only functions are deliberately absent: ctypes cannot call a
 # C variadic function portably, so bodies go through the SWIG Event instead.

@@ -7,7 +7,10 @@ What it fakes, honestly:
 - channel variables (a dict) and the channel headers on events (only
   ``Unique-ID`` and ``Channel-Name``, where the real switch adds dozens);
 - hangup (``hangup()`` calls the close callback from the media thread, as
-  SWITCH_ABC_TYPE_CLOSE does).
+  SWITCH_ABC_TYPE_CLOSE does), by the caller or the module (``hangup(cause)``, recorded);
+- call control: ``transfer`` and ``send_dtmf`` are recorded (a transfer is accepted);
+- the caller's digits: ``press("12#")`` hands them over as the switch's DTMF event callback
+  does (``call.dtmf.received``), one by one.
 What it does not fake: nothing of the engine; codecs, timing jitter and the
 real switch's threading are only proven by the real-switch tests.
 """
@@ -44,6 +47,10 @@ class FakeCall:
         self._stop = threading.Event()
         self._hangup = threading.Event()
         self.callback_errors: List[BaseException] = []
+        self.hangup_causes: List[str] = []
+        self.transfers: List[Tuple[str, Optional[str], Optional[str]]] = []
+        self.dtmf_sent: List[str] = []
+        self.refuse_transfer = False
 
     # host.CallMedia
     def variable(self, name: str) -> Optional[str]:
@@ -74,8 +81,23 @@ class FakeCall:
         for i in range(0, len(pcm), size):
             self._source.append(pcm[i:i + size].ljust(size, b"\0"))
 
-    def hangup(self) -> None:
+    def hangup(self, cause: Optional[str] = None) -> None:
+        """The caller hangs up, or (with a cause) the module hangs the channel up."""
+        if cause is not None:
+            self.hangup_causes.append(cause)
         self._hangup.set()
+
+    def transfer(self, extension: str, dialplan: Optional[str], context: Optional[str]) -> bool:
+        self.transfers.append((extension, dialplan, context))
+        return not self.refuse_transfer
+
+    def send_dtmf(self, digits: str) -> None:
+        self.dtmf_sent.append(digits)
+
+    def press(self, digits: str) -> None:
+        from openai_s2s.call import dtmf
+        for digit in digits:
+            dtmf.received(self.uuid, digit)
 
     def stop_writing(self) -> None:
         """The channel writes nothing (a parked call without send_silence_when_idle): like the

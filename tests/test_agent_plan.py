@@ -46,3 +46,15 @@ def test_bad_variables_are_refused(tmp_path, variables, message):
     (tmp_path / "notlist.json").write_text('{"name": "x"}')
     with pytest.raises(AgentError, match=message):
         plan(variables.get, 8000, str(tmp_path))
+
+
+def test_call_control_is_declared_to_the_model_with_the_destinations():
+    variables = {"openai_s2s_call_control": "transfer_call,end_call"}
+    p = plan(variables.get, 8000, None, {"sales": ("1000", None, None), "billing": ("2000", "XML", "x")})
+    tools = p.events[0]["session"]["tools"]
+    assert [t["name"] for t in tools] == ["end_call", "transfer_call"]
+    assert tools[1]["parameters"]["properties"]["destination"]["enum"] == ["billing", "sales"]
+    assert p.events[0]["session"]["tool_choice"] == "auto"
+    validate_client_event(p.events[0], "ga")
+    with pytest.raises(AgentError, match="call_control"):
+        plan({"openai_s2s_call_control": "originate"}.get, 8000, None)

@@ -39,9 +39,13 @@ class ParkingCall(FakeCall):
             return "unicast", "the channel is parked without send_silence_when_idle"
         return "bug", "the channel is not parked"
 
-    def hangup(self):
-        super().hangup()
+    def hangup(self, cause=None):
+        super().hangup(cause)
         self._unparked.set()    # park returns at hangup
+
+    def transfer(self, extension, dialplan, context):
+        self._unparked.set()    # park returns: the channel goes to the new extension
+        return super().transfer(extension, dialplan, context)
 
 
 class CoreSession:

@@ -30,6 +30,16 @@ class CallMedia(Protocol):
     def detach(self) -> None:
         """Stop the callbacks; when this returns none is running or will run."""
 
+    # Call control (call/callcontrol.py), from a tool's thread:
+    def hangup(self, cause: str = "NORMAL_CLEARING") -> None:
+        """Hang the channel up with this cause."""
+
+    def transfer(self, extension: str, dialplan: Optional[str], context: Optional[str]) -> bool:
+        """Transfer the channel (as ``uuid_transfer``); False if the switch refused."""
+
+    def send_dtmf(self, digits: str) -> None:
+        """Play digits (0-9 * # A-D) to the far end; raises RuntimeError if the channel is gone."""
+
     # Optional: ``audio_ready()``, for a channel whose frame times are the module's to choose
     # (switch/unicast.py). The engine calls it, from its receiver thread, when model audio is queued
     # with nothing ahead of it, so that the first frame need not wait for the next tick. A media

@@ -42,6 +42,7 @@ class Housekeeping:
             self._check_frames()
             self._playback()
             self._overruns(now)
+            self._digits(now)
             seconds_left = self.expiry.check(now)
             if seconds_left is not None:
                 session.fire(events.SERVER_EVENT, events.body(type=EXPIRING, seconds_left=seconds_left))
@@ -66,6 +67,15 @@ class Housekeeping:
         if session.proto.response_id is None or now >= ends_at - margin / 4:
             self._reconnect_for = ends_at     # once per session
             session.reconnect_soon("session limit")
+
+    def _digits(self, now: float) -> None:
+        """The caller's digits, in batches, once the session is configured (its first
+        session.update sent): earlier ones wait, as caller audio does."""
+        session = self.session
+        if session.dtmf is None or not session.proto.uplink_open:
+            return
+        for digits in session.dtmf.poll(now):
+            session.send_digits(digits)
 
     def interrupted(self) -> None:
         """A barge-in flushed audio the caller was hearing: playback stops, interrupted."""

@@ -22,6 +22,11 @@ def get(uuid: str) -> Optional[Any]:
         return _sessions.get(uuid)
 
 
+def find(uuid: str) -> Optional[Any]:
+    """``get`` without the lock, for a callback that must never wait (a dict read is atomic)."""
+    return _sessions.get(uuid)
+
+
 def remove(uuid: str, session: Any) -> None:
     with _lock:
         if _sessions.get(uuid) is session:

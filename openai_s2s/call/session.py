@@ -31,7 +31,8 @@ from ..realtime.endpoint import Endpoint
 from ..realtime.protocol import (Action, ClientEventError, End, EndAudio, Flush, Forward, Log, OpenUplink,
                                  Play, RealtimeProtocol, ResponseIdle, Send, SetOutput, ToolCall, Transcript)
 from ..realtime.transport import send_room
-from . import events, registry, tally
+from . import callcontrol, events, registry, tally
+from .dtmf import DEFAULT_TEMPLATE, DtmfBatcher, render
 from .host import CallMedia
 from .housekeeping import Housekeeping
 from .pump import PUMP
@@ -102,6 +103,9 @@ class Session:
         self.receiver = Receiver(self)
         self.tools = ToolRunner(self)     # the function calls the module answers itself
         self.transcript = TranscriptStore()
+        callcontrol.install(self)
+        # the caller's digits, for the model (option dtmf); None when the call did not opt in
+        self.dtmf = DtmfBatcher(options.get("dtmf_pause_ms", 1500) / 1000) if options.get("dtmf") is True else None
         self.state = "connecting"
         self.created = time.time()
         # read by the media thread: plain attributes, set by others
@@ -320,6 +324,27 @@ class Session:
             if event["type"] == "session.update":
                 self.last_update = event
         self.run(actions)
+
+    def dtmf_digit(self, digit: str) -> None:
+        """The switch's event thread: a digit the caller pressed. Only an append."""
+        dtmf = self.dtmf
+        if dtmf is not None and not self._closing:
+            dtmf.push(digit)
+
+    def send_digits(self, digits: str) -> None:
+        """The pump's thread (housekeeping): a batch of the caller's digits, to the model as a
+        user message, then a response once none is in progress."""
+        self.fire(events.SERVER_EVENT, events.body(type="dtmf.received", digits=digits))
+        text = render(self.options.get("dtmf_template") or DEFAULT_TEMPLATE, digits)
+        event = {"type": "conversation.item.create", "item": {
+            "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}}
+        try:
+            self.client_event(event, len(orjson.dumps(event)))
+        except (ClientEventError, RuntimeError) as exc:
+            log(WARNING, f"[{self.uuid}] dtmf {digits} not sent: {exc}")
+            return
+        log(INFO, f"[{self.uuid}] dtmf {digits} sent to the model")
+        self.tools.want_response()
 
     def set_paused(self, paused: bool) -> None:
         self.paused = paused

@@ -10,7 +10,7 @@ application, which gets every server event as before.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import orjson
 
@@ -30,6 +30,12 @@ class ToolContext:
         self.uuid: str = session.uuid
         self.call_id = call_id
         self.name = name
+        self.afterwards: List[Callable[[], None]] = []
+
+    def after_output(self, then: Callable[[], None]) -> None:
+        """Run ``then`` on the tool's thread once its output has been sent (call control: act
+        after the model's reply to it)."""
+        self.afterwards.append(then)
 
     def variable(self, name: str) -> Optional[str]:
         return self.session.call.variable(name)
@@ -69,6 +75,19 @@ class ToolRunner:
             self._answer(call_id, _error("the tool could not be started"))
         return True
 
+    @property
+    def create_pending(self) -> bool:
+        """A response.create is waiting for the response in progress to end."""
+        return self._create_wanted
+
+    def want_response(self) -> None:
+        """Have the model respond (to an output, or an item the module added), once no
+        response is in progress: one response.create for everything that came meanwhile."""
+        with self._lock:
+            self._create_wanted = True
+        if self.session.proto.response_id is None:
+            self.response_idle()
+
     def response_idle(self) -> None:
         """No response is in progress: send the response.create that outputs are waiting for."""
         with self._lock:
@@ -78,6 +97,8 @@ class ToolRunner:
 
     # -- the tool's thread ---------------------------------------------------------------
     def _run(self, tool: Tool, call_id: str, name: str, arguments: str) -> None:
+        ctx = ToolContext(self.session, call_id, name)
+        sent = False
         try:
             try:
                 args = orjson.loads(arguments) if arguments else {}
@@ -85,24 +106,28 @@ class ToolRunner:
                 output = _error("the arguments are not JSON")
             else:
                 try:
-                    output = tool(args, ToolContext(self.session, call_id, name))
+                    output = tool(args, ctx)
                 except Exception as exc:   # a tool's failure is the model's to hear, not the call's end
                     self.failures += 1
+                    ctx.afterwards.clear()
                     log(WARNING, f"[{self.session.uuid}] tool {name} failed: {exc!r}")
                     output = _error(f"the tool failed ({type(exc).__name__})")
             log(INFO, f"[{self.session.uuid}] tool {name} ({call_id}) answered")
-            self._answer(call_id, output)
+            sent = self._answer(call_id, output)
         finally:
             self._slots.release()
+        for then in ctx.afterwards if sent else ():
+            try:
+                then()
+            except Exception as exc:
+                log(WARNING, f"[{self.session.uuid}] tool {name}: after its output: {exc!r}")
 
-    def _answer(self, call_id: str, output: str) -> None:
+    def _answer(self, call_id: str, output: str) -> bool:
         if not self._send({"type": "conversation.item.create", "item": {
                 "type": "function_call_output", "call_id": call_id, "output": output}}):
-            return
-        with self._lock:
-            self._create_wanted = True
-        if self.session.proto.response_id is None:
-            self.response_idle()
+            return False
+        self.want_response()
+        return True
 
     def _send(self, event: Dict[str, Any]) -> bool:
         try:

@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional
 import orjson
 
 from ..call import registry
+from ..call.callcontrol import declarations
 from ..log import INFO, WARNING, log
 from ..media.formats import BY_NAME
 from ..realtime.service import DEFAULT_MODEL
@@ -39,6 +40,7 @@ AGENT_VARIABLES = {
     "tools_file": "JSON file (under instructions-dir) holding a list of function tools",
     "greeting": f"instructions for a first response, or 'none' (default: {DEFAULT_GREETING!r})",
     "audio_format": "auto (G.711 mu-law on 8 kHz channels, else pcm), pcm, pcmu or pcma",
+    "call_control": "built-in tools declared to the model: end_call, transfer_call, send_dtmf",
 }
 
 
@@ -52,8 +54,10 @@ class AgentPlan:
     events: List[Dict[str, Any]]
 
 
-def plan(get_var: GetVar, rate: int, instructions_dir: Optional[str]) -> AgentPlan:
-    """The commands that start the agent, from channel variables (pure: testable anywhere)."""
+def plan(get_var: GetVar, rate: int, instructions_dir: Optional[str],
+         destinations: Optional[Dict[str, Any]] = None) -> AgentPlan:
+    """The commands that start the agent, from channel variables (pure: testable anywhere).
+    ``destinations``: the config file's transfer destinations, named to the model."""
     var = lambda name: (get_var(P + name) or "").strip() or None  # noqa: E731
     model = var("model") or DEFAULT_MODEL
     path = var("path") or f"v1/realtime?model={model}"
@@ -75,12 +79,21 @@ def plan(get_var: GetVar, rate: int, instructions_dir: Optional[str]) -> AgentPl
         output["voice"] = var("voice")
     session["audio"] = {"input": {"format": wire, "turn_detection": {"type": "server_vad"}},
                         "output": output}
+    tools: List[Dict[str, Any]] = []
     if var("tools_file"):
         # webhook tools (with a url) are registered by session.create, from the same variable
         try:
             tools = webhooks.load_tools(var("tools_file"), instructions_dir)[0]
         except webhooks.WebhookError as exc:
             raise AgentError(str(exc)) from None
+    if var("call_control"):
+        try:
+            names = config.option("call_control").parse(var("call_control") or "")
+        except ValueError as exc:
+            raise AgentError(f"{P}call_control: {exc}") from None
+        tools += [t for t in declarations(names, destinations or {})
+                  if t["name"] not in {known["name"] for known in tools}]
+    if tools:
         session["tools"], session["tool_choice"] = tools, "auto"
     events: List[Dict[str, Any]] = [{"type": "session.update", "session": session}]
     greeting = var("greeting") or DEFAULT_GREETING
@@ -114,18 +127,29 @@ def run_agent(core_session: Any, switch: Any, args: str) -> None:
         return
     settings = config.Settings.from_xml(switch.config_xml())
     try:
-        agent = plan(call.variable, call.rate, settings.values["instructions_dir"])
+        agent = plan(call.variable, call.rate, settings.values["instructions_dir"],
+                     settings.values["transfer_destinations"])
         options = settings.for_call(call.variable)
     except (AgentError, config.ConfigError) as exc:
         log(WARNING, f"[{uuid}] openai_s2s agent: {exc}")
         return
+    if options["dtmf"] is None:   # auto: the agent hears the caller's digits
+        core_session.setVariable(P + "dtmf", "true")
+        options["dtmf"] = True
     if _parks(call, options):
         _run_parked(call, uuid, switch, agent, options["connect_timeout"])
         return
     # A media bug's WRITE_REPLACE fires only when the channel writes: make it write silence.
     core_session.setVariable("send_silence_when_idle", "-1")
-    _drive(uuid, switch, agent, options["connect_timeout"], lambda: core_session.sleep(20),
-           core_session.ready)
+    # Sleeping takes no digits from the channel (park does): take them, so that they are heard.
+    take_dtmf = getattr(call, "take_dtmf", None) if options["dtmf"] else None
+
+    def pause() -> None:
+        if take_dtmf is not None:
+            take_dtmf()
+        core_session.sleep(20)
+
+    _drive(uuid, switch, agent, options["connect_timeout"], pause, core_session.ready)
     _delete(uuid, switch)
 
 

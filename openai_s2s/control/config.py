@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import xml.etree.ElementTree as ET
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
@@ -91,6 +92,59 @@ def _text(text: str) -> Optional[str]:
     return text.strip() or None
 
 
+def _auto_bool(text: str) -> Optional[bool]:
+    """``auto`` (None: the module decides) or true/false."""
+    return None if text.strip().lower() == "auto" else _bool(text)
+
+
+def _template(text: str) -> str:
+    if "{digits}" not in text or len(text) > 500:
+        raise ValueError("the template must hold {digits} (and at most 500 characters)")
+    return text
+
+
+def _tool_names(text: str) -> Tuple[str, ...]:
+    from ..call.callcontrol import TOOLS
+    names = tuple(dict.fromkeys(n.strip().lower() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in TOOLS and n not in ("none", "off")]
+    if unknown:
+        raise ValueError(f"unknown call control tool {unknown[0][:32]!r} (one of: {', '.join(TOOLS)})")
+    return tuple(n for n in names if n in TOOLS)
+
+
+_DESTINATION_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_DESTINATION_WORD = re.compile(r"[^\s'\"]{1,128}")
+
+
+def _destinations(text: str) -> Dict[str, Tuple[str, Optional[str], Optional[str]]]:
+    """``{"name": "extension[ dialplan[ context]]" | {"extension":..,"dialplan":..,"context":..}}``
+    -> name -> (extension, dialplan or None, context or None)."""
+    import orjson
+    try:
+        value = orjson.loads(text) if text.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"expected a JSON object of names to destinations: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError("expected a JSON object of names to destinations")
+    out: Dict[str, Tuple[str, Optional[str], Optional[str]]] = {}
+    for name, dest in value.items():
+        if not _DESTINATION_NAME.fullmatch(name):
+            raise ValueError(f"bad destination name {name[:64]!r} (letters, digits, _ . -)")
+        if isinstance(dest, str):
+            words = dest.split()
+            parts = dict(zip(("extension", "dialplan", "context"), words)) if len(words) <= 3 else None
+        elif isinstance(dest, dict) and set(dest) <= {"extension", "dialplan", "context"}:
+            parts = dest
+        else:
+            parts = None
+        if not parts or not all(isinstance(v, str) and _DESTINATION_WORD.fullmatch(v) for v in parts.values()) \
+                or "extension" not in parts:
+            raise ValueError(f"destination {name!r}: expected \"extension[ dialplan[ context]]\" or "
+                             "an object with extension, dialplan, context")
+        out[name] = (parts["extension"], parts.get("dialplan"), parts.get("context"))
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class Option:
     name: str
@@ -156,6 +210,19 @@ OPTIONS = (
            "or a number"),
     Option("expiry_warning", 60.0, _bounded(float, 0, 3600),
            "seconds before the session limit that session.expiring is fired (0 = never)"),
+    Option("dtmf", None, _auto_bool,
+           "send the digits the caller presses to the model as a user message: auto (the agent "
+           "does, an ESL session does not), true or false"),
+    Option("dtmf_pause_ms", 1500, _bounded(int, 100, 10000),
+           "ms without a digit that end a batch of digits (# ends one at once)"),
+    Option("dtmf_template", "The caller pressed {digits}", _template,
+           "the message for a batch of digits; {digits} becomes them, space-separated"),
+    Option("call_control", (), _tool_names,
+           "the built-in call control tools the module answers: end_call, transfer_call, "
+           "send_dtmf (comma-separated; the agent declares them to the model)"),
+    Option("transfer_destinations", {}, _destinations,
+           "where transfer_call may send the call: a JSON object of names to "
+           "\"extension[ dialplan[ context]]\" or {extension, dialplan, context}", file_only=True),
     Option("instructions_dir", None, _text,
            "directory that file://NAME instructions are read from", file_only=True),
     Option("webhook_timeout", 5.0, _bounded(float, 0.1, 60),
@@ -173,6 +240,10 @@ OPTIONS = (
            "largest server frame or message; a larger one ends the session", file_only=True),
 )
 _BY_NAME = {opt.name: opt for opt in OPTIONS}
+
+
+def option(name: str) -> Option:
+    return _BY_NAME[name]
 
 
 class ConfigError(ValueError):

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import re
 import time
-from typing import Any, Dict, Generator, List, Optional, Protocol
+from typing import Any, Dict, Generator, List, Optional, Protocol, Tuple
 
 import numpy as np
 import orjson
@@ -74,8 +75,12 @@ def start(conv: Host, params: Dict[str, Any]) -> None:
     conv.response = run
     conv.send_event("response.created", response=dict(run.response))
     tools = params.get("tools") or conv.state.tools
-    wants_tool = tools and not any(i.get("type") == "function_call_output" for i in conv.items)
-    body = (function_call if wants_tool else reply)(conv, run, tools, params)
+    named = named_call(conv.items, tools or [])
+    if named is not None:
+        body = function_call(conv, run, [named[0]], params, named[1])
+    else:
+        wants_tool = tools and not any(i.get("type") == "function_call_output" for i in conv.items)
+        body = (function_call if wants_tool else reply)(conv, run, tools, params)
     conv.run_response(run, _until_done(conv, run, body))
 
 
@@ -145,15 +150,38 @@ def example_args(tool: Dict[str, Any]) -> str:
     return orjson.dumps(args).decode()
 
 
-def function_call(conv: Host, run: Run, tools: List[Dict[str, Any]], params: Dict[str, Any]) -> Body:
-    """Call the first tool, all at once."""
+_NAMED_CALL = re.compile(r"\bcall ([A-Za-z0-9_-]+)(?:\s+(\{.*\}))?", re.S)
+
+
+def named_call(items: List[Dict[str, Any]], tools: List[Dict[str, Any]]
+               ) -> Optional[Tuple[Dict[str, Any], Optional[str]]]:
+    """The tool, and its arguments if given, that the caller's latest text names as
+    ``call <name> [<JSON arguments>]``, when no function call came after that text."""
+    for item in reversed(items):
+        if item.get("type") in ("function_call", "function_call_output"):
+            return None
+        if item.get("type") != "message" or item.get("role") != "user":
+            continue
+        texts = [c.get("text") for c in item.get("content") or [] if isinstance(c, dict)
+                 and c.get("type") == "input_text" and isinstance(c.get("text"), str)]
+        found = _NAMED_CALL.search(" ".join(texts)) if texts else None
+        if found is None:
+            return None
+        tool = next((t for t in tools if t.get("name") == found.group(1)), None)
+        return (tool, found.group(2)) if tool is not None else None
+    return None
+
+
+def function_call(conv: Host, run: Run, tools: List[Dict[str, Any]], params: Dict[str, Any],
+                  arguments: Optional[str] = None) -> Body:
+    """Call the first tool, all at once (with ``arguments``, else ones that fit its schema)."""
     yield from ()   # nothing to wait for: every event goes out in one step
     tool = tools[0]
     response_id = run.id
     item = {"id": new_id("item"), "type": "function_call", "object": "realtime.item",
             "status": "in_progress", "name": tool.get("name", "tool"), "call_id": new_id("call"),
             "arguments": ""}
-    arguments = example_args(tool)
+    arguments = arguments or example_args(tool)
     conv.send_event("response.output_item.added", response_id=response_id, output_index=0, item=item)
     conv.send_event("response.function_call_arguments.delta", response_id=response_id,
                     item_id=item["id"], output_index=0, call_id=item["call_id"], delta=arguments)

@@ -191,6 +191,7 @@ class RealtimeProtocol:
         self.uplink_open = False
         self.session_updated = False
         self.response_id: Optional[str] = None      # set while a response is in progress
+        self.responses_created = 0
         self.audio_response: Optional[str] = None   # the response whose audio came last
         self.audio_open = False                     # audio has come since its last end
         self.discarded_responses: "set[str]" = set()  # cut off by barge-in: drop their audio
@@ -337,6 +338,7 @@ class RealtimeProtocol:
     def _on_response_created(self, event: Dict[str, Any]) -> List[Action]:
         response = event.get("response")
         if isinstance(response, dict):
+            self.responses_created += 1
             response_id = response.get("id")
             self.response_id = response_id if isinstance(response_id, str) and response_id else "unknown"
         return []

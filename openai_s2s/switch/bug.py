@@ -242,6 +242,58 @@ class FsCall:
         finally:
             native.release(self.lib, session)
 
+    # call control (host.CallMedia), from a tool's thread ---------------------------------
+    _CAUSES = {"NORMAL_CLEARING": native.SWITCH_CAUSE_NORMAL_CLEARING}
+
+    def hangup(self, cause: str = "NORMAL_CLEARING") -> None:
+        session = native.locate(self.lib, self.uuid)
+        if session is None:
+            return
+        try:
+            self.lib.switch_channel_perform_hangup(self.lib.switch_core_session_get_channel(session),
+                                                   b"openai_s2s/switch/bug.py", b"hangup", 0,
+                                                   self._CAUSES[cause])
+        finally:
+            native.release(self.lib, session)
+
+    def transfer(self, extension: str, dialplan: Optional[str], context: Optional[str]) -> bool:
+        """As uuid_transfer does, from any thread: the channel goes to CS_ROUTING and leaves
+        whatever application it runs (park, the agent)."""
+        session = native.locate(self.lib, self.uuid)
+        if session is None:
+            return False
+        try:
+            return self.lib.switch_ivr_session_transfer(
+                session, extension.encode(), dialplan.encode() if dialplan else None,
+                context.encode() if context else None) == native.SWITCH_STATUS_SUCCESS
+        finally:
+            native.release(self.lib, session)
+
+    def send_dtmf(self, digits: str) -> None:
+        session = native.locate(self.lib, self.uuid)
+        if session is None:
+            raise RuntimeError(f"no such channel {self.uuid}")
+        try:
+            self.lib.switch_core_session_send_dtmf_string(session, digits.encode())
+        finally:
+            native.release(self.lib, session)
+
+    def take_dtmf(self) -> None:
+        """On the channel's own thread, where no application takes its digits (the agent on a
+        media bug, between sleeps): take them, which fires the DTMF event switch/dtmf.py hears."""
+        session = native.locate(self.lib, self.uuid)
+        if session is None:
+            return
+        try:
+            channel = self.lib.switch_core_session_get_channel(session)
+            dtmf = native.SwitchDtmf()
+            for _ in range(16):
+                if not self.lib.switch_channel_has_dtmf(channel):
+                    break
+                self.lib.switch_channel_dequeue_dtmf(channel, ctypes.byref(dtmf))
+        finally:
+            native.release(self.lib, session)
+
     def _get(self, channel: int, name: str) -> Optional[str]:
         value = self.lib.switch_channel_get_variable_dup(channel, name.encode(), native.SWITCH_TRUE, -1)
         return value.decode("utf-8", "replace") if value is not None else None

@@ -18,6 +18,7 @@ from .. import native
 from ..call import events, registry
 from ..control.commands import API_NAME, SYNTAX
 from ..log import ERR, INFO, NOTICE, log
+from . import dtmf
 
 MODULE_NAME = b"mod_openai_s2s"
 API_DESC = b"OpenAI Realtime speech-to-speech"
@@ -87,6 +88,8 @@ def register(dispatch: Callable[[bytes], str], lib: Optional[native.Lib] = None)
             return False
         for line in COMPLETIONS:
             lib.switch_console_set_complete(line.encode())
+        if not dtmf.bind(lib, MODULE_NAME):
+            log(ERR, "openai_s2s: binding to the DTMF event failed: the caller's digits will not reach the model")
         _state["registered"] = True
         atexit.register(unregister)
         log(NOTICE, "openai_s2s: API uuid_openai_s2s registered")
@@ -104,6 +107,7 @@ def unregister() -> None:
         if not _state["registered"]:
             return
         lib = _state["lib"]
+        dtmf.unbind()
         err = ctypes.c_char_p()
         status = lib.switch_loadable_module_unload_module(b"", MODULE_NAME, native.SWITCH_FALSE,
                                                           ctypes.byref(err))

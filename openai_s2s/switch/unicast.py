@@ -258,6 +258,16 @@ class UnicastCall:
     def variable(self, name: str) -> Optional[str]:
         return self.channel.variable(name)
 
+    # call control: the channel's own
+    def hangup(self, cause: str = "NORMAL_CLEARING") -> None:
+        self.channel.hangup(cause)
+
+    def transfer(self, extension: str, dialplan: Optional[str], context: Optional[str]) -> bool:
+        return self.channel.transfer(extension, dialplan, context)
+
+    def send_dtmf(self, digits: str) -> None:
+        self.channel.send_dtmf(digits)
+
     def attach(self, capture, playout, closed, mix: bool = True) -> None:
         if self._attached:
             raise RuntimeError("already attached")
