@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.realswitch, pytest.mark.skipif(REASON is not None, rea
 
 KEY = "sk-realswitch-test-KEY-0123456789"
 SUBCLASSES = ("openai_s2s::connect", "openai_s2s::connect_failed", "openai_s2s::server_event",
-              "openai_s2s::disconnect", "openai_s2s::buffer_overrun")
+              "openai_s2s::disconnect", "openai_s2s::buffer_overrun", "openai_s2s::reconnect")
 
 
 def dialplan(server_url: str) -> str:
