@@ -94,7 +94,8 @@ def test_session_expiring_fires_once_before_the_server_ends_the_session(server):
     server.set_fault("expire_after:2.5")
     h = Harness(server)
     try:
-        h.call("u-expiring", openai_s2s_session_limit="3", openai_s2s_expiry_warning="2")
+        h.call("u-expiring", openai_s2s_session_limit="3", openai_s2s_expiry_warning="2",
+               openai_s2s_reconnect="off")   # the server ends it: no follow-on session
         h.create("u-expiring")
         assert h.connected("u-expiring")
         status = orjson.loads(h.api("u-expiring status")[4:])
