@@ -54,9 +54,7 @@ def fs(server, tmp_path_factory):
     # the key comes from the switch's environment: a `set` in the dialplan would be logged by the switch
     switch = realswitch.RealSwitch(tmp_path_factory.mktemp("fs"), dialplan(server.url), env={"OPENAI_API_KEY": KEY})
     switch.start()
-    deadline = time.monotonic() + 30
-    while "1 total" not in switch.cli("show api uuid_openai_s2s") and time.monotonic() < deadline:
-        time.sleep(0.2)
+    switch.wait_for_api()
     yield switch
     if switch.alive():
         switch.stop()

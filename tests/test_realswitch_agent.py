@@ -59,9 +59,7 @@ def fs(server, hook, tmp_path_factory):
     switch.set_module_params(instructions_dir=str(files),
                              transfer_destinations=html.escape(orjson.dumps(DESTINATIONS).decode()))
     switch.start(write_conf=False)
-    deadline = time.monotonic() + 30
-    while "1 total" not in switch.cli("show api uuid_openai_s2s") and time.monotonic() < deadline:
-        time.sleep(0.2)
+    switch.wait_for_api()
     yield switch
     if switch.alive():
         switch.stop()

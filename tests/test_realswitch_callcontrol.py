@@ -57,9 +57,7 @@ def fs(server, tmp_path_factory):
     switch.write_conf()
     switch.set_module_params(transfer_destinations=html.escape(orjson.dumps(DESTINATIONS).decode()))
     switch.start(write_conf=False)
-    deadline = time.monotonic() + 30
-    while "1 total" not in switch.cli("show api uuid_openai_s2s") and time.monotonic() < deadline:
-        time.sleep(0.2)
+    switch.wait_for_api()
     yield switch
     if switch.alive():
         switch.stop()

@@ -7,7 +7,6 @@ interpreter's path, the registration it triggers, and the doctor reading a live 
 """
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -42,9 +41,7 @@ def test_install_then_doctor_in_a_real_switch(tmp_path):
 
     switch.start(write_conf=False)
     try:
-        deadline = time.monotonic() + 30
-        while "1 total" not in switch.cli("show api uuid_openai_s2s") and time.monotonic() < deadline:
-            time.sleep(0.2)
+        switch.wait_for_api()
         assert "1 total" in switch.cli("show api uuid_openai_s2s"), switch.log_tail()
         # one interpreter: once the shim has run, the package's own name works too
         assert switch.cli("python openai_s2s status").startswith('+OK {"sessions":[]')

@@ -1,6 +1,5 @@
 """The real switch over the network-namespace path: a session.update larger than the socket's
 send room reaches the server (it echoes the session back in session.updated)."""
-import time
 
 import orjson
 import pytest
@@ -29,9 +28,7 @@ def fs(path, tmp_path_factory):
     switch.write_conf()
     switch.set_module_params(key_over_ws="true")   # the namespace's address is not loopback
     switch.start(write_conf=False)
-    deadline = time.monotonic() + 30
-    while "1 total" not in switch.cli("show api uuid_openai_s2s") and time.monotonic() < deadline:
-        time.sleep(0.2)
+    switch.wait_for_api()
     yield switch
     switch.stop()
 

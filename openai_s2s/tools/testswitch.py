@@ -210,6 +210,15 @@ class RealSwitch:
         except (OSError, ValueError):
             return None
 
+    def wait_for_api(self, timeout: float = 30) -> bool:
+        """Wait until ``uuid_openai_s2s`` is registered (the startup script runs after start)."""
+        deadline = time.monotonic() + timeout
+        while "1 total" not in self.cli("show api uuid_openai_s2s"):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+        return True
+
     def alive(self) -> bool:
         pid = self.pid
         if pid is None:
