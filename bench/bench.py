@@ -98,6 +98,12 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def machine_cpu() -> float:
+    """CPU seconds every core has spent busy since boot (/proc/stat: all but idle and iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / TICK
+
+
 def module_threads_cpu(pid: int) -> float:
     total = 0.0
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -371,12 +377,14 @@ def run_n(fs: realswitch.RealSwitch, esl: realswitch.Esl, server_url: str, n: in
     if busy_threads:   # other Python in the switch, CPU-bound, for the whole window (pyrun)
         esl.api(f"pyrun openai_s2s_bench_busy {busy_threads} {seconds + 1}")
     threads0 = thread_cpu(pid)
+    all0 = machine_cpu()
     cpu0, mod0, srv0, t0 = proc_cpu(pid), module_threads_cpu(pid), proc_cpu(server_pid), time.monotonic()
     rss_peak = rss_mb(pid)
     while time.monotonic() - t0 < seconds:
         time.sleep(1)
         rss_peak = max(rss_peak, rss_mb(pid))
     cpu1, mod1, srv1, t1 = proc_cpu(pid), module_threads_cpu(pid), proc_cpu(server_pid), time.monotonic()
+    all1 = machine_cpu()
     threads1 = thread_cpu(pid)
     after = {b: status_of(esl, b) for _, b in calls} if python else {}
     gc1 = json.loads(esl.api("uuid_openai_s2s status")[4:]).get("python_gc") if python else None
@@ -431,6 +439,8 @@ def run_n(fs: realswitch.RealSwitch, esl: realswitch.Esl, server_url: str, n: in
         "switch_cpu_pct": round(100 * switch_cpu / window, 1),
         "cpu_pct_per_call": round(100 * switch_cpu / window / n, 2),
         "local_server_cpu_pct": round(100 * (srv1 - srv0) / window, 1),
+        # everything else on the machine in the window (other processes' load), % of one core
+        "other_cpu_pct": round(100 * ((all1 - all0) - switch_cpu - (srv1 - srv0)) / window, 1),
         "server_appends": sum(r["appends"] for r in received.values()),
         "server_audio_bytes": sum(r["audio_bytes"] for r in received.values()),
         "switch_threads": threads_by_group(threads0, threads1, window),
@@ -546,6 +556,7 @@ def resampling_quality() -> Dict:
 
 
 COLUMNS = ["calls", "shape", "chunk_ms", "media_path", "connected", "switch_cpu_pct", "local_server_cpu_pct",
+           "other_cpu_pct",
            "cpu_pct_per_call", "cpu_pct_per_call_over_baseline",
            "module_share_pct", "module_threads_cpu_pct_per_call", "media_callbacks_cpu_pct_per_call",
            "gap_p50_ms", "gap_p99_ms_worst_call",
