@@ -203,7 +203,7 @@ def server_stats(port: int, tls: bool = False) -> Dict[str, Any]:
     import urllib.request
     context = ssl._create_unverified_context() if tls else None   # the run's own certificate
     url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/localserver/stats"
-    with urllib.request.urlopen(url, timeout=30, context=context) as reply:
+    with urllib.request.urlopen(url, timeout=20, context=context) as reply:
         return json.loads(reply.read())
 
 
@@ -390,13 +390,36 @@ def run_n(fs: realswitch.RealSwitch, esl: realswitch.Esl, server_url: str, n: in
     gc1 = json.loads(esl.api("uuid_openai_s2s status")[4:]).get("python_gc") if python else None
     # Delivery: pause every session (no more caller audio is taken), let the uplink send what
     # it holds, then compare the module's counters with what the server decoded.
-    final = {}
+    # A server behind on its reads (a starved process) catches up meanwhile: wait until it has
+    # every append the module sent, or until it makes no progress for 5 s (at most 60 s).
+    final: Dict[str, Optional[dict]] = {}
+    received: Dict[str, Dict[str, int]] = {}
+    catch_up_s = None
     if python:
         for _, b in calls:
             esl.api(f"uuid_openai_s2s {b} pause")
+        paused = time.monotonic()
         time.sleep(2)
         final = {b: status_of(esl, b) for _, b in calls}
-    received = received_by_call(server_stats(port, tls)) if impl != "none" else {}
+        sent = {b: (s or {}).get("counters", {}).get("appends", 0) for b, s in final.items()}
+        progress, last = paused, -1
+        while True:
+            try:
+                received = received_by_call(server_stats(port, tls))
+            except OSError as exc:   # a starved server can take longer than the timeout to answer
+                print(f"local server's stats: {exc!r}", file=sys.stderr)
+            now = time.monotonic()
+            if all(received.get(b, {}).get("appends", 0) >= sent[b] for b in sent):
+                catch_up_s = round(now - paused, 1)
+                break
+            got = sum(r["appends"] for r in received.values())
+            if got != last:
+                progress, last = now, got
+            if now - progress > 5 or now - paused > 60:
+                break
+            time.sleep(1)
+    elif impl != "none":
+        received = received_by_call(server_stats(port, tls))
     if os.environ.get("BENCH_DEBUG"):
         print("after", after, esl.api(f"uuid_openai_s2s {calls[0][1]} status"), file=sys.stderr)
     for a, b in calls:
@@ -474,6 +497,8 @@ def run_n(fs: realswitch.RealSwitch, esl: realswitch.Esl, server_url: str, n: in
         "frames_out": sum(c["frames_out"] for c in counters),
         # caller audio: what the module captured against what the server decoded (exact)
         "delivered_ratio": total["ratio"], "delivered_worst_call": total["worst_ratio"],
+        # seconds from the pause until the server had every append sent (None: it never did)
+        "server_caught_up_s": catch_up_s,
         "captured_bytes": total["captured"], "delivered_bytes": total["delivered"],
         "calls_short": total["calls_short"], "lost_bytes": total["lost"],
         "frames_dropped": total["dropped_frames"],
@@ -562,7 +587,7 @@ COLUMNS = ["calls", "shape", "chunk_ms", "media_path", "connected", "switch_cpu_
            "gap_p50_ms", "gap_p99_ms_worst_call",
            "gap_max_ms", "frames_late_20ms", "uplink_p50_ms", "uplink_p99_ms_worst_call", "downlink_idle_p50_ms",
            "downlink_idle_p99_ms_median_call", "downlink_idle_p99_ms_worst_call", "frames_after_barge_in_max", "underruns",
-           "underruns_receiver_behind", "delivered_ratio", "delivered_worst_call", "calls_short", "lost_bytes",
+           "underruns_receiver_behind", "delivered_ratio", "delivered_worst_call", "server_caught_up_s", "calls_short", "lost_bytes",
            "frames_dropped", "captured_bytes", "delivered_bytes",
            "uplink_waiting_for_room", "uplink_queued_max", "rss_per_call_mb",
            "rss_before_mb", "rss_after_mb", "rss_after_trim_mb"]
