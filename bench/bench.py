@@ -74,6 +74,18 @@ def fsapi(session, stream, env, args):
 """
 
 
+# `python openai_s2s_bench_threads`: the Python threads' names by OS thread id, for the threads
+# FreeSWITCH leaves named "freeswitch" (a Python thread the module does not name itself, a
+# session thread running Python)
+THREADS_MODULE = """
+import json, threading
+
+
+def fsapi(session, stream, env, args):
+    stream.write(json.dumps({str(t.native_id): t.name for t in threading.enumerate() if t.native_id}))
+"""
+
+
 def talk_wav(path: Path, rate: int = 8000) -> None:
     """2 s of a voiced, syllable-modulated signal, then 3 s of silence (5 s, looped by the caller)."""
     t = np.arange(int(2.0 * rate)) / rate
@@ -278,14 +290,18 @@ def thread_cpu(pid: int) -> Dict[int, Tuple[str, float]]:
 
 
 def threads_by_group(before: Dict[int, Tuple[str, float]], after: Dict[int, Tuple[str, float]],
-                     window: float) -> Dict[str, Dict[str, float]]:
+                     window: float, python_names: Optional[Dict[int, str]] = None) -> Dict[str, Dict[str, float]]:
     """CPU in % of one core over the window, the number of threads and the busiest one's CPU, by
     thread group (threads started in the window count from zero; those that ended in it are not
-    seen). FreeSWITCH leaves its session threads, which run the media, named "freeswitch"."""
+    seen). FreeSWITCH leaves its session threads, which run the media, named "freeswitch"; those
+    that Python knows (``python_names``, by thread id) are told apart by their Python name."""
     groups: Dict[str, Dict[str, float]] = {}
     for tid, (comm, cpu) in after.items():
         used = 100 * (cpu - before[tid][1] if tid in before else cpu) / window
-        group = groups.setdefault(thread_group(comm), {"cpu_pct": 0.0, "threads": 0, "max_pct": 0.0})
+        name = thread_group(comm)
+        if comm == "freeswitch" and (python_names or {}).get(tid):
+            name = "freeswitch/py:" + thread_group(python_names[tid])
+        group = groups.setdefault(name, {"cpu_pct": 0.0, "threads": 0, "max_pct": 0.0})
         group["cpu_pct"] += used
         group["threads"] += 1
         group["max_pct"] = max(group["max_pct"], used)
@@ -386,6 +402,13 @@ def run_n(fs: realswitch.RealSwitch, esl: realswitch.Esl, server_url: str, n: in
     cpu1, mod1, srv1, t1 = proc_cpu(pid), module_threads_cpu(pid), proc_cpu(server_pid), time.monotonic()
     all1 = machine_cpu()
     threads1 = thread_cpu(pid)
+    python_names = {}
+    if "mod_python3" in fs.modules:
+        listing = esl.api("python openai_s2s_bench_threads")
+        try:
+            python_names = {int(k): v for k, v in json.loads(listing).items()}
+        except ValueError:
+            pass
     after = {b: status_of(esl, b) for _, b in calls} if python else {}
     gc1 = json.loads(esl.api("uuid_openai_s2s status")[4:]).get("python_gc") if python else None
     # Delivery: pause every session (no more caller audio is taken), let the uplink send what
@@ -466,7 +489,7 @@ def run_n(fs: realswitch.RealSwitch, esl: realswitch.Esl, server_url: str, n: in
         "other_cpu_pct": round(100 * ((all1 - all0) - switch_cpu - (srv1 - srv0)) / window, 1),
         "server_appends": sum(r["appends"] for r in received.values()),
         "server_audio_bytes": sum(r["audio_bytes"] for r in received.values()),
-        "switch_threads": threads_by_group(threads0, threads1, window),
+        "switch_threads": threads_by_group(threads0, threads1, window, python_names),
         "rss_before_mb": round(rss_before, 1), "rss_peak_mb": round(rss_peak, 1),
         "rss_per_call_mb": round((rss_peak - rss_before) / n, 2), "rss_after_mb": round(rss_after, 1),
         "rss_after_trim_mb": round(rss_after_trim, 1) if rss_after_trim is not None else None,
@@ -719,6 +742,7 @@ def main() -> int:
         fs.set_module_params(chunk_ms=str(args.chunk_ms))
         (fs.workdir / "scripts" / "openai_s2s_bench_busy.py").write_text(BUSY_MODULE)
         (fs.workdir / "scripts" / "openai_s2s_bench_trim.py").write_text(TRIM_MODULE)
+        (fs.workdir / "scripts" / "openai_s2s_bench_threads.py").write_text(THREADS_MODULE)
         fs.start(write_conf=False)
         deadline = time.monotonic() + 30
         while "uuid_openai_s2s" not in fs.cli("show api uuid_openai_s2s") and time.monotonic() < deadline:

@@ -130,3 +130,12 @@ def test_module_params_replace_the_files_value(tmp_path):
     # the sample's commented-out tls-ca-file stays a comment; the setting is added in force
     assert '\n    <param name="tls-ca-file" value="/x/ca.pem"/>' in text
     assert '<!-- <param name="tls-ca-file" value="/x/ca.pem"/>' not in text
+
+
+def test_threads_python_knows_are_told_apart_by_their_python_name():
+    before = {1: ("freeswitch", 1.0), 2: ("freeswitch", 1.0), 3: ("freeswitch", 1.0)}
+    after = {1: ("freeswitch", 2.0), 2: ("freeswitch", 1.5), 3: ("freeswitch", 1.2)}
+    groups = bench.threads_by_group(before, after, 10.0, {1: "s2s-agent-6f1c2d3e", 2: "Dummy-12"})
+    assert groups == {"freeswitch/py:s2s-agent-*": {"cpu_pct": 10.0, "threads": 1, "max_pct": 10.0},
+                      "freeswitch/py:Dummy-*": {"cpu_pct": 5.0, "threads": 1, "max_pct": 5.0},
+                      "freeswitch": {"cpu_pct": 2.0, "threads": 1, "max_pct": 2.0}}
