@@ -239,7 +239,9 @@ def delivery(counters: Dict[str, int], received: Optional[Dict[str, int]], frame
     ``frames_in``, plus those refused because its queue was full, times the wire bytes of a
     frame) against delivered (the audio bytes the server decoded from the call's appends).
     ``held`` is what may still wait in the uplink's unfinished chunk (less than a chunk);
-    ``lost`` is what is missing beyond that, and beyond the frames the module says it dropped."""
+    ``lost`` is what is missing beyond that, and beyond the frames the module says it dropped;
+    of it, ``unread`` is what the module wrote to the socket (``bytes_up``) and the server had
+    not read when counted (the server's backlog, not the module's)."""
     dropped_late = counters.get("frames_dropped_late", 0)
     refused = counters.get("frames_dropped", 0) - dropped_late
     captured = (counters.get("frames_in", 0) + refused) * frame_bytes
@@ -251,7 +253,8 @@ def delivery(counters: Dict[str, int], received: Optional[Dict[str, int]], frame
             "ratio": round(delivered / captured, 5) if captured else None,
             "appends_sent": counters.get("appends", 0), "appends_received": (received or {}).get("appends", 0),
             "bytes_up": counters.get("bytes_up", 0), "dropped_frames": refused + dropped_late,
-            "lost": max(0, missing - held - (refused + dropped_late) * frame_bytes)}
+            "lost": max(0, missing - held - (refused + dropped_late) * frame_bytes),
+            "unread": max(0, counters.get("bytes_up", 0) - delivered)}
 
 
 def delivery_total(calls: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -260,7 +263,7 @@ def delivery_total(calls: List[Dict[str, Any]]) -> Dict[str, Any]:
     return {"captured": captured, "delivered": delivered,
             "ratio": round(delivered / captured, 5) if captured else None,
             "calls_short": sum(1 for c in calls if c["lost"] > 0),
-            "lost": sum(c["lost"] for c in calls),
+            "lost": sum(c["lost"] for c in calls), "unread": sum(c.get("unread", 0) for c in calls),
             "dropped_frames": sum(c["dropped_frames"] for c in calls),
             "worst_ratio": min((c["ratio"] for c in calls if c["ratio"] is not None), default=None)}
 
@@ -414,7 +417,7 @@ def run_n(fs: realswitch.RealSwitch, esl: realswitch.Esl, server_url: str, n: in
     # Delivery: pause every session (no more caller audio is taken), let the uplink send what
     # it holds, then compare the module's counters with what the server decoded.
     # A server behind on its reads (a starved process) catches up meanwhile: wait until it has
-    # every append the module sent, or until it makes no progress for 5 s (at most 60 s).
+    # every append the module sent, or until it makes no progress for 10 s (at most 120 s).
     final: Dict[str, Optional[dict]] = {}
     received: Dict[str, Dict[str, int]] = {}
     catch_up_s = None
@@ -438,7 +441,7 @@ def run_n(fs: realswitch.RealSwitch, esl: realswitch.Esl, server_url: str, n: in
             got = sum(r["appends"] for r in received.values())
             if got != last:
                 progress, last = now, got
-            if now - progress > 5 or now - paused > 60:
+            if now - progress > 10 or now - paused > 120:
                 break
             time.sleep(1)
     elif impl != "none":
@@ -523,7 +526,7 @@ def run_n(fs: realswitch.RealSwitch, esl: realswitch.Esl, server_url: str, n: in
         # seconds from the pause until the server had every append sent (None: it never did)
         "server_caught_up_s": catch_up_s,
         "captured_bytes": total["captured"], "delivered_bytes": total["delivered"],
-        "calls_short": total["calls_short"], "lost_bytes": total["lost"],
+        "calls_short": total["calls_short"], "lost_bytes": total["lost"], "unread_bytes": total["unread"],
         "frames_dropped": total["dropped_frames"],
         "delivery_per_call": per_call,
         # at the end of the window: calls whose socket was full (the server not reading), and
@@ -610,7 +613,7 @@ COLUMNS = ["calls", "shape", "chunk_ms", "media_path", "connected", "switch_cpu_
            "gap_p50_ms", "gap_p99_ms_worst_call",
            "gap_max_ms", "frames_late_20ms", "uplink_p50_ms", "uplink_p99_ms_worst_call", "downlink_idle_p50_ms",
            "downlink_idle_p99_ms_median_call", "downlink_idle_p99_ms_worst_call", "frames_after_barge_in_max", "underruns",
-           "underruns_receiver_behind", "delivered_ratio", "delivered_worst_call", "server_caught_up_s", "calls_short", "lost_bytes",
+           "underruns_receiver_behind", "delivered_ratio", "delivered_worst_call", "server_caught_up_s", "calls_short", "lost_bytes", "unread_bytes",
            "frames_dropped", "captured_bytes", "delivered_bytes",
            "uplink_waiting_for_room", "uplink_queued_max", "rss_per_call_mb",
            "rss_before_mb", "rss_after_mb", "rss_after_trim_mb"]
@@ -627,9 +630,11 @@ def print_delivery(row: Dict) -> None:
     print(f"caller audio delivered / captured, {row['calls']} calls ({row['shape']}):")
     for call, d in per_call.items():
         print(f"  {call}  {d['delivered']}/{d['captured']}  ({d['ratio']})  appends {d['appends_received']}/"
-              f"{d['appends_sent']}  dropped {d['dropped_frames']}  lost {d['lost']}")
+              f"{d['appends_sent']}  dropped {d['dropped_frames']}  lost {d['lost']} (unread {d.get('unread', 0)})")
     print(f"  total  {row['delivered_bytes']}/{row['captured_bytes']}  ({row['delivered_ratio']}), worst call "
-          f"{row['delivered_worst_call']}, calls short {row['calls_short']}, frames dropped {row['frames_dropped']}")
+          f"{row['delivered_worst_call']}, calls short {row['calls_short']}, frames dropped {row['frames_dropped']}, "
+          f"lost {row['lost_bytes']} (of it written to the socket and not read by the server: {row['unread_bytes']}), "
+          f"server caught up after {row.get('server_caught_up_s')} s")
 
 
 def print_threads(row: Dict, top: int = 12) -> None:

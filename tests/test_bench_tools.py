@@ -85,7 +85,9 @@ def test_delivery_allows_the_unfinished_chunk_and_names_what_is_lost():
     held = bench.delivery(counters(500), {"appends": 166, "audio_bytes": 498 * 960}, 960, chunk_ms=60)
     assert held["ratio"] < 1 and held["lost"] == 0
     lost = bench.delivery(counters(500), {"appends": 490, "audio_bytes": 490 * 960}, 960)
-    assert lost["lost"] == 10 * 960
+    assert lost["lost"] == 10 * 960 and lost["unread"] == 10 * 960   # written, not yet read
+    unsent = bench.delivery(dict(counters(500), bytes_up=495 * 960), {"appends": 490, "audio_bytes": 490 * 960}, 960)
+    assert unsent["lost"] == 10 * 960 and unsent["unread"] == 5 * 960
     # frames the module dropped are captured and not delivered, and counted apart from lost
     dropped = bench.delivery(counters(500, dropped=5, dropped_late=3),
                              {"appends": 497, "audio_bytes": 497 * 960}, 960)
