@@ -268,7 +268,8 @@ def delivery_total(calls: List[Dict[str, Any]]) -> Dict[str, Any]:
             "worst_ratio": min((c["ratio"] for c in calls if c["ratio"] is not None), default=None)}
 
 
-_THREAD_SUFFIX = re.compile(r"-(?=[0-9a-f]*[0-9])[0-9a-f]{4,}$")
+# a uuid's first 8 hex digits (the module's per-call threads), or another hex or decimal counter
+_THREAD_SUFFIX = re.compile(r"-(?:[0-9a-f]{8}|(?=[0-9a-f]*[0-9])[0-9a-f]{4,})$")
 
 
 def thread_group(comm: str) -> str:

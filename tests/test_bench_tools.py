@@ -106,7 +106,7 @@ def test_delivery_total():
 
 
 @pytest.mark.parametrize("comm, group", [
-    ("s2s-rx-1a2b3c4d", "s2s-rx-*"), ("s2s-agent-6f1c2d3e", "s2s-agent-*"), ("s2s-media", "s2s-media"),
+    ("s2s-rx-1a2b3c4d", "s2s-rx-*"), ("s2s-rx-ccdbfabb", "s2s-rx-*"), ("s2s-agent-6f1c2d3e", "s2s-agent-*"), ("s2s-media", "s2s-media"),
     ("s2s-uplink", "s2s-uplink"), ("freeswitch", "freeswitch"), ("worker12", "worker*"),
     ("fs-sched-0042", "fs-sched-*"), ("mod_loopback", "mod_loopback")])
 def test_thread_group(comm, group):
