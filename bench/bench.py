@@ -705,8 +705,9 @@ def main() -> int:
             print("cannot run: no mod_openai_s2s.so in the switch's module directory", file=sys.stderr)
             return 2
         modules = [m for m in realswitch.MODULES if m != "mod_python3"] + ["mod_openai_s2s"]
-    if args.impl != "python" and args.shape != "parked":
-        parser.error(f"--shape {args.shape} needs this module (--impl python)")
+    if (args.impl == "original" and args.shape != "parked") or (args.impl == "none" and args.shape == "agent"):
+        parser.error(f"--shape {args.shape} with --impl {args.impl}: the original runs parked only, "
+                     "and the agent is the module")
     if args.shape == "bridged" and args.media == "unicast":
         parser.error("unicast needs a parked channel: a bridged call takes the media bug")
     if args.shape == "agent" and args.generation == "beta":
