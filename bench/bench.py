@@ -406,6 +406,9 @@ def run_n(fs: realswitch.RealSwitch, esl: realswitch.Esl, server_url: str, n: in
     cpu1, mod1, srv1, t1 = proc_cpu(pid), module_threads_cpu(pid), proc_cpu(server_pid), time.monotonic()
     all1 = machine_cpu()
     threads1 = thread_cpu(pid)
+    after = {b: status_of(esl, b) for _, b in calls} if python else {}
+    # after the sessions' figures are read: running a script in the switch's Python may hold
+    # the media path up (the gap figures cover each session's whole life)
     python_names = {}
     if "mod_python3" in fs.modules:
         listing = esl.api("python openai_s2s_bench_threads")
@@ -413,7 +416,6 @@ def run_n(fs: realswitch.RealSwitch, esl: realswitch.Esl, server_url: str, n: in
             python_names = {int(k): v for k, v in json.loads(listing).items()}
         except ValueError:
             pass
-    after = {b: status_of(esl, b) for _, b in calls} if python else {}
     gc1 = json.loads(esl.api("uuid_openai_s2s status")[4:]).get("python_gc") if python else None
     # Delivery: pause every session (no more caller audio is taken), let the uplink send what
     # it holds, then compare the module's counters with what the server decoded.
