@@ -512,6 +512,11 @@ def run_n(fs: realswitch.RealSwitch, esl: realswitch.Esl, server_url: str, n: in
         "gap_p50_ms": pct([m.get("write_gap_p50_ms") for m in media_stats], 0.5),
         "gap_p99_ms_worst_call": pct([m.get("write_gap_p99_ms") for m in media_stats], 1.0),
         "gap_max_ms": pct([m.get("write_gap_max_ms") for m in media_stats], 1.0),
+        # the same, and the late frames, by the start of the window: a stall before it or in it
+        "gap_max_ms_before_window": pct([(s or {}).get("media", {}).get("write_gap_max_ms")
+                                         for s in before.values()], 1.0),
+        "frames_late_before_window": sum((s or {}).get("media", {}).get("write_gaps_over_40ms", 0)
+                                         for s in before.values()),
         "frames_late_20ms": sum(m.get("write_gaps_over_40ms", 0) for m in media_stats),
         "uplink_p50_ms": pct([x["uplink"]["p50"] for x in lat], 0.5),
         "uplink_p99_ms_worst_call": pct([x["uplink"]["p99"] for x in lat], 1.0),
