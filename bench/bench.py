@@ -1,20 +1,28 @@
 """openai_s2s benchmark: N concurrent two-way calls in a real FreeSWITCH (not a test).
 
-    python3 bench/bench.py --calls 1,25,50,100 --seconds 20 --out bench.json [--compare old.json]
+    python3 bench/bench.py --shape parked|agent|bridged --calls 1,25,50,100 --seconds 20 \
+        [--chunk-ms 20] --out bench.json [--compare old.json]
 
 Starts the local Realtime server (its own process) and a FreeSWITCH from the tests'
 minimal configuration (openai_s2s/tools/testswitch.py), places N loopback calls whose caller leg
 plays speech-like audio in a loop (2 s talk, 3 s pause) while the server answers each turn
-with streamed audio, and reports per N: switch CPU per call and the module's share of it,
-media lateness (gap between WRITE_REPLACE callbacks), uplink and downlink latency,
-barge-in, underruns and RSS, plus a resampling-quality figure. Prints a table and writes
-JSON; --compare prints the change against an earlier run.
+with streamed audio, and reports per N: switch CPU per call and the module's share of it, the
+local server's CPU, per-thread CPU of the switch by thread name, media lateness (gap between
+frames), uplink and downlink latency, barge-in, underruns, RSS, the media path each call took,
+and how much of the caller audio the module captured reached the server (the server's own
+count), plus a resampling-quality figure. Prints a table and writes JSON; --compare prints
+the change against an earlier run.
+
+Shapes: ``parked`` (the ESL pattern: a parked call, session.create over ESL), ``agent`` (the
+dialplan application ``python openai_s2s`` on its own channel) and ``bridged`` (the session on
+one leg of a bridged call: the media bug).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -22,7 +30,8 @@ import tempfile
 import time
 import wave
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
@@ -65,6 +74,18 @@ def fsapi(session, stream, env, args):
 """
 
 
+# `python openai_s2s_bench_threads`: the Python threads' names by OS thread id, for the threads
+# FreeSWITCH leaves named "freeswitch" (a Python thread the module does not name itself, a
+# session thread running Python)
+THREADS_MODULE = """
+import json, threading
+
+
+def fsapi(session, stream, env, args):
+    stream.write(json.dumps({str(t.native_id): t.name for t in threading.enumerate() if t.native_id}))
+"""
+
+
 def talk_wav(path: Path, rate: int = 8000) -> None:
     """2 s of a voiced, syllable-modulated signal, then 3 s of silence (5 s, looped by the caller)."""
     t = np.arange(int(2.0 * rate)) / rate
@@ -87,6 +108,12 @@ def talk_wav(path: Path, rate: int = 8000) -> None:
 def proc_cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def machine_cpu() -> float:
+    """CPU seconds every core has spent busy since boot (/proc/stat: all but idle and iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / TICK
 
 
 def module_threads_cpu(pid: int) -> float:
@@ -124,17 +151,166 @@ def session_update(fmt: str, generation: str = "ga") -> str:
         separators=(",", ":"))
 
 
-def server_io(port: int) -> Dict[str, int]:
-    """Bytes the local server's sockets have taken in and had acknowledged (tcp_info, from ss):
-    what crossed the websockets, whichever module is in the switch."""
-    out = subprocess.run(["ss", "-Htni", "state", "established", f"( sport = :{port} )"],
-                         capture_output=True, text=True).stdout
-    total = {"in": 0, "out": 0}
-    for key, name in (("in", "bytes_received:"), ("out", "bytes_acked:")):
-        for word in out.split():
-            if word.startswith(name):
-                total[key] += int(word[len(name):])
-    return total
+SHAPES = ("parked", "agent", "bridged")
+FRAME_MS = 20   # the loopback channels' ptime
+
+
+def shape_extensions(server_url: str, fmt: str, media: str = "auto") -> str:
+    """The dialplan for every shape (besides the harness's park and park_unicast):
+    park_esl: answer and park, nothing else (the ESL pattern; media=auto takes unicast);
+    agent: the dialplan application on its own channel, pointed at the local server, its
+    connection named by the channel's uuid; bridged: answer, then a bridge to a parked loopback
+    leg (that leg writes silence, which the bridge carries), the session on the bridging leg."""
+    media_var = "" if media == "auto" else \
+        f'\n        <action application="set" data="openai_s2s_media={media}"/>'
+    agent_path = call_path("${uuid}").lstrip("/").replace("&", "&amp;")
+    return realswitch.PARK_EXTENSIONS + f"""
+      <extension name="park_esl"><condition field="destination_number" expression="^park_esl$">
+        <action application="answer"/>
+        <action application="park"/>
+      </condition></extension>
+      <extension name="agent"><condition field="destination_number" expression="^agent$">
+        <action application="set" data="openai_s2s_host={server_url}"/>
+        <action application="set" data="openai_s2s_path={agent_path}"/>
+        <action application="set" data="openai_s2s_audio_format={fmt}"/>
+        <action application="set" data="openai_s2s_greeting=Say hello."/>{media_var}
+        <action application="python" data="openai_s2s"/>
+        <action application="hangup"/>
+      </condition></extension>
+      <extension name="bridged"><condition field="destination_number" expression="^bridged$">
+        <action application="set" data="loopback_bowout=false"/>
+        <action application="answer"/>
+        <action application="bridge" data="{{loopback_bowout=false}}loopback/park/default"/>
+      </condition></extension>"""
+
+
+def shape_extension(shape: str, media: str = "auto") -> str:
+    """The extension a call of ``shape`` is originated to."""
+    if shape == "parked":
+        return {"auto": "park_esl", "bug": "park", "unicast": "park_unicast"}[media]
+    if shape in ("agent", "bridged"):
+        return shape
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def call_path(uuid: str) -> str:
+    """The websocket path of one call's session: the call's uuid in the query names its
+    connection in the local server's stats."""
+    return f"{PATH}&bench_call={uuid}"
+
+
+def call_of(path: str) -> Optional[str]:
+    """The call a connection's path names (see :func:`call_path`), or None."""
+    return (parse_qs(urlsplit(path).query).get("bench_call") or [None])[0]
+
+
+def wire_frame_bytes(fmt: str, frame_ms: int = FRAME_MS) -> int:
+    """Bytes of one frame of caller audio in the wire format: 24 kHz 16-bit pcm, or 8 kHz G.711."""
+    return 24000 * frame_ms // 1000 * 2 if fmt == "pcm" else 8000 * frame_ms // 1000
+
+
+def server_stats(port: int, tls: bool = False) -> Dict[str, Any]:
+    """The local server's counters (GET /localserver/stats on its own port)."""
+    import ssl
+    import urllib.request
+    context = ssl._create_unverified_context() if tls else None   # the run's own certificate
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/localserver/stats"
+    with urllib.request.urlopen(url, timeout=20, context=context) as reply:
+        return json.loads(reply.read())
+
+
+def received_by_call(stats: Dict[str, Any]) -> Dict[str, Dict[str, int]]:
+    """Appends and audio bytes the server got, by the call its connection's path names (a call
+    with more than one connection has them summed)."""
+    out: Dict[str, Dict[str, int]] = {}
+    for row in stats.get("connections", []):
+        call = call_of(row.get("path", ""))
+        if call is None:
+            continue
+        got = out.setdefault(call, {"appends": 0, "audio_bytes": 0})
+        got["appends"] += row["appends"]
+        got["audio_bytes"] += row["audio_bytes"]
+    return out
+
+
+def delivery(counters: Dict[str, int], received: Optional[Dict[str, int]], frame_bytes: int,
+             chunk_ms: int = FRAME_MS) -> Dict[str, Any]:
+    """One call's caller audio: captured (the module's ``status``: frames taken for the uplink,
+    ``frames_in``, plus those refused because its queue was full, times the wire bytes of a
+    frame) against delivered (the audio bytes the server decoded from the call's appends).
+    ``held`` is what may still wait in the uplink's unfinished chunk (less than a chunk);
+    ``lost`` is what is missing beyond that, and beyond the frames the module says it dropped;
+    of it, ``unread`` is what the module wrote to the socket (``bytes_up``) and the server had
+    not read when counted (the server's backlog, not the module's)."""
+    dropped_late = counters.get("frames_dropped_late", 0)
+    refused = counters.get("frames_dropped", 0) - dropped_late
+    captured = (counters.get("frames_in", 0) + refused) * frame_bytes
+    delivered = (received or {}).get("audio_bytes", 0)
+    chunk_frames = max(1, chunk_ms // FRAME_MS)
+    held = (chunk_frames - 1) * frame_bytes
+    missing = captured - delivered
+    return {"captured": captured, "delivered": delivered,
+            "ratio": round(delivered / captured, 5) if captured else None,
+            "appends_sent": counters.get("appends", 0), "appends_received": (received or {}).get("appends", 0),
+            "bytes_up": counters.get("bytes_up", 0), "dropped_frames": refused + dropped_late,
+            "lost": max(0, missing - held - (refused + dropped_late) * frame_bytes),
+            "unread": max(0, counters.get("bytes_up", 0) - delivered)}
+
+
+def delivery_total(calls: List[Dict[str, Any]]) -> Dict[str, Any]:
+    captured = sum(c["captured"] for c in calls)
+    delivered = sum(c["delivered"] for c in calls)
+    return {"captured": captured, "delivered": delivered,
+            "ratio": round(delivered / captured, 5) if captured else None,
+            "calls_short": sum(1 for c in calls if c["lost"] > 0),
+            "lost": sum(c["lost"] for c in calls), "unread": sum(c.get("unread", 0) for c in calls),
+            "dropped_frames": sum(c["dropped_frames"] for c in calls),
+            "worst_ratio": min((c["ratio"] for c in calls if c["ratio"] is not None), default=None)}
+
+
+# a uuid's first 8 hex digits (the module's per-call threads), or another hex or decimal counter
+_THREAD_SUFFIX = re.compile(r"-(?:[0-9a-f]{8}|(?=[0-9a-f]*[0-9])[0-9a-f]{4,})$")
+
+
+def thread_group(comm: str) -> str:
+    """A thread's name without what differs per call: s2s-rx-1a2b3c4d -> s2s-rx-*."""
+    comm = comm.strip()
+    grouped = _THREAD_SUFFIX.sub("-*", comm)
+    return grouped if grouped != comm else re.sub(r"(?<=\D)\d+$", "*", comm)
+
+
+def thread_cpu(pid: int) -> Dict[int, Tuple[str, float]]:
+    """Every thread's name and user + system CPU seconds, by thread id."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+            comm = stat[stat.index("(") + 1: stat.rindex(")")]
+            fields = stat.rsplit(")", 1)[1].split()
+            out[int(task.name)] = (comm, (int(fields[11]) + int(fields[12])) / TICK)
+        except (OSError, ValueError, IndexError):
+            continue   # the thread ended between listing and reading
+    return out
+
+
+def threads_by_group(before: Dict[int, Tuple[str, float]], after: Dict[int, Tuple[str, float]],
+                     window: float, python_names: Optional[Dict[int, str]] = None) -> Dict[str, Dict[str, float]]:
+    """CPU in % of one core over the window, the number of threads and the busiest one's CPU, by
+    thread group (threads started in the window count from zero; those that ended in it are not
+    seen). FreeSWITCH leaves its session threads, which run the media, named "freeswitch"; those
+    that Python knows (``python_names``, by thread id) are told apart by their Python name."""
+    groups: Dict[str, Dict[str, float]] = {}
+    for tid, (comm, cpu) in after.items():
+        used = 100 * (cpu - before[tid][1] if tid in before else cpu) / window
+        name = thread_group(comm)
+        if comm == "freeswitch" and (python_names or {}).get(tid):
+            name = "freeswitch/py:" + thread_group(python_names[tid])
+        group = groups.setdefault(name, {"cpu_pct": 0.0, "threads": 0, "max_pct": 0.0})
+        group["cpu_pct"] += used
+        group["threads"] += 1
+        group["max_pct"] = max(group["max_pct"], used)
+    return {name: {"cpu_pct": round(g["cpu_pct"], 1), "threads": g["threads"], "max_pct": round(g["max_pct"], 1)}
+            for name, g in sorted(groups.items(), key=lambda kv: -kv[1]["cpu_pct"])}
 
 
 def established_to(port: int) -> int:
@@ -154,44 +330,65 @@ def pct(values: List[Optional[float]], q: float) -> Optional[float]:
     return None if found is None else round(found, 2)
 
 
-def run_n(fs: realswitch.RealSwitch, esl: realswitch.Esl, server_url: str, n: int, seconds: float, fmt: str,
-          talk: Path, warmup: float, server_pid: int, impl: str = "python", generation: str = "ga",
-          busy_threads: int = 0, media: str = "bug") -> Dict:
-    """impl: "python" (this module), "original" (the C module) or "none" (the same calls with
-    no session: the harness's own cost, to subtract)."""
-    pid = fs.pid
-    rss_before = rss_mb(pid)
+def wait_for(predicate, timeout: float, pause: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(pause)
+    return bool(predicate())
+
+
+def place_calls(esl: realswitch.Esl, n: int, talk: Path, shape: str, media: str) -> List[Tuple[str, str]]:
+    """N calls of the shape: (the caller's leg, the leg the session runs on)."""
     calls = []
+    extension = shape_extension(shape, media)
     for i in range(n):
         a = f"bench-{n}-{i}-a"
-        extension = "park_unicast" if media == "unicast" else "park"
         reply = esl.api(f"originate {{origination_uuid={a},loopback_bowout=false}}loopback/{extension}/default "
                         f"&endless_playback({talk})")
         if not reply.startswith("+OK"):
             raise RuntimeError(f"originate: {reply}")
         b = esl.api(f"uuid_getvar {a} other_loopback_leg_uuid")
         calls.append((a, b))
+    if shape == "bridged":   # the session goes on a leg that is in its bridge
+        for _, b in calls:
+            wait_for(lambda: esl.api(f"uuid_getvar {b} bridge_uuid") not in ("", "_undef_"), 10, 0.05)
+    return calls
+
+
+def run_n(fs: realswitch.RealSwitch, esl: realswitch.Esl, server_url: str, n: int, seconds: float, fmt: str,
+          talk: Path, warmup: float, server_pid: int, impl: str = "python", generation: str = "ga",
+          busy_threads: int = 0, media: str = "auto", shape: str = "parked", chunk_ms: int = FRAME_MS) -> Dict:
+    """impl: "python" (this module), "original" (the C module) or "none" (the same calls with
+    no session: the harness's own cost, to subtract)."""
+    pid = fs.pid
+    rss_before = rss_mb(pid)
+    calls = place_calls(esl, n, talk, shape, media)
     failed = 0
     port = int(server_url.rsplit(":", 1)[1])
+    tls = server_url.startswith("wss")
     python = impl == "python"
+    creates = impl != "none" and shape != "agent"   # the agent opens its own session
     for a, b in calls:
-        if impl == "none":
+        if not creates:
             continue
         if python and generation == "beta":
             esl.api(f"uuid_setvar {b} openai_s2s_protocol beta")
-        reply = esl.api(f"uuid_openai_s2s {b} session.create {server_url} {PATH} bearer {KEY}")
+        reply = esl.api(f"uuid_openai_s2s {b} session.create {server_url} {call_path(b)} bearer {KEY}")
         failed += not reply.startswith("+OK")
         if os.environ.get("BENCH_DEBUG"):
             print("create", b, reply, file=sys.stderr)
-    deadline = time.monotonic() + 20
     pending = [b for _, b in calls] if python else []
-    while pending and time.monotonic() < deadline:
-        pending = [b for b in pending if (status_of(esl, b) or {}).get("state") != "connected"]
-        time.sleep(0.2)
-    while impl == "original" and established_to(port) < n and time.monotonic() < deadline:
-        time.sleep(0.2)
+
+    def connected() -> bool:
+        pending[:] = [b for b in pending if (status_of(esl, b) or {}).get("state") != "connected"]
+        return not pending
+    wait_for(connected, 30)
+    if impl == "original":
+        wait_for(lambda: established_to(port) >= n, 20)
     for _, b in calls:
-        if impl != "none":
+        if creates:
             esl.api(f"uuid_openai_s2s {b} client.event {session_update(fmt, generation)}")
     time.sleep(warmup)
     before = {b: status_of(esl, b) for _, b in calls} if python else {}
@@ -199,16 +396,59 @@ def run_n(fs: realswitch.RealSwitch, esl: realswitch.Esl, server_url: str, n: in
     connected_ws = established_to(port)
     if busy_threads:   # other Python in the switch, CPU-bound, for the whole window (pyrun)
         esl.api(f"pyrun openai_s2s_bench_busy {busy_threads} {seconds + 1}")
-    io0 = server_io(port)
+    threads0 = thread_cpu(pid)
+    all0 = machine_cpu()
     cpu0, mod0, srv0, t0 = proc_cpu(pid), module_threads_cpu(pid), proc_cpu(server_pid), time.monotonic()
     rss_peak = rss_mb(pid)
     while time.monotonic() - t0 < seconds:
         time.sleep(1)
         rss_peak = max(rss_peak, rss_mb(pid))
     cpu1, mod1, srv1, t1 = proc_cpu(pid), module_threads_cpu(pid), proc_cpu(server_pid), time.monotonic()
-    io1 = server_io(port)
+    all1 = machine_cpu()
+    threads1 = thread_cpu(pid)
     after = {b: status_of(esl, b) for _, b in calls} if python else {}
+    # after the sessions' figures are read: running a script in the switch's Python may hold
+    # the media path up (the gap figures cover each session's whole life)
+    python_names = {}
+    if "mod_python3" in fs.modules:
+        listing = esl.api("python openai_s2s_bench_threads")
+        try:
+            python_names = {int(k): v for k, v in json.loads(listing).items()}
+        except ValueError:
+            pass
     gc1 = json.loads(esl.api("uuid_openai_s2s status")[4:]).get("python_gc") if python else None
+    # Delivery: pause every session (no more caller audio is taken), let the uplink send what
+    # it holds, then compare the module's counters with what the server decoded.
+    # A server behind on its reads (a starved process) catches up meanwhile: wait until it has
+    # every append the module sent, or until it makes no progress for 10 s (at most 120 s).
+    final: Dict[str, Optional[dict]] = {}
+    received: Dict[str, Dict[str, int]] = {}
+    catch_up_s = None
+    if python:
+        for _, b in calls:
+            esl.api(f"uuid_openai_s2s {b} pause")
+        paused = time.monotonic()
+        time.sleep(2)
+        final = {b: status_of(esl, b) for _, b in calls}
+        sent = {b: (s or {}).get("counters", {}).get("appends", 0) for b, s in final.items()}
+        progress, last = paused, -1
+        while True:
+            try:
+                received = received_by_call(server_stats(port, tls))
+            except OSError as exc:   # a starved server can take longer than the timeout to answer
+                print(f"local server's stats: {exc!r}", file=sys.stderr)
+            now = time.monotonic()
+            if all(received.get(b, {}).get("appends", 0) >= sent[b] for b in sent):
+                catch_up_s = round(now - paused, 1)
+                break
+            got = sum(r["appends"] for r in received.values())
+            if got != last:
+                progress, last = now, got
+            if now - progress > 10 or now - paused > 120:
+                break
+            time.sleep(1)
+    elif impl != "none":
+        received = received_by_call(server_stats(port, tls))
     if os.environ.get("BENCH_DEBUG"):
         print("after", after, esl.api(f"uuid_openai_s2s {calls[0][1]} status"), file=sys.stderr)
     for a, b in calls:
@@ -217,13 +457,12 @@ def run_n(fs: realswitch.RealSwitch, esl: realswitch.Esl, server_url: str, n: in
             # (its connection object is freed while its service thread still uses it)
             esl.api(f"uuid_openai_s2s {b} session.delete")
         esl.api(f"uuid_kill {a}")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def gone() -> bool:
         listing = json.loads(esl.api("uuid_openai_s2s status")[4:]) if python else {}
-        if not listing.get("sessions") and not listing.get("threads") \
-                and "0 total" in esl.api("show calls count"):
-            break
-        time.sleep(0.5)
+        return not listing.get("sessions") and not listing.get("threads") \
+            and "0 total" in esl.api("show calls count")
+    wait_for(gone, 30, 0.5)
     time.sleep(2)
     rss_after = rss_mb(pid)
     trimmed = esl.api("python openai_s2s_bench_trim") if "mod_python3" in fs.modules else ""
@@ -234,34 +473,51 @@ def run_n(fs: realswitch.RealSwitch, esl: realswitch.Esl, server_url: str, n: in
                      (before.get(b) or {}).get("media", {}).get("callback_ms", 0) for _, b in calls) / 1000
     window = t1 - t0
     switch_cpu = cpu1 - cpu0
-    media = [s["media"] for s in live]
+    media_stats = [s["media"] for s in live]
     lat = [s["latency_ms"] for s in live]
     counters = [s["counters"] for s in live]
+    frame_bytes = wire_frame_bytes(fmt)
+    per_call = {b: delivery((final.get(b) or {}).get("counters", {}), received.get(b), frame_bytes, chunk_ms)
+                for _, b in calls} if python else {}
+    paths: Dict[str, int] = {}
+    for m in media_stats:
+        path = m.get("path") or m.get("media") or "?"
+        paths[path] = paths.get(path, 0) + 1
     common = {
-        "calls": n, "impl": impl, "generation": generation,
+        "calls": n, "impl": impl, "generation": generation, "shape": shape, "chunk_ms": chunk_ms,
         "connected": len([s for s in live if s["state"] == "connected"]) if python else connected_ws,
         "create_failed": failed,
         "window_s": round(window, 1),
         "switch_cpu_pct": round(100 * switch_cpu / window, 1),
         "cpu_pct_per_call": round(100 * switch_cpu / window / n, 2),
-        "server_in_kbit_s_per_call": round(8 * (io1["in"] - io0["in"]) / window / n / 1000, 1),
-        "server_out_kbit_s_per_call": round(8 * (io1["out"] - io0["out"]) / window / n / 1000, 1),
         "local_server_cpu_pct": round(100 * (srv1 - srv0) / window, 1),
+        # everything else on the machine in the window (other processes' load), % of one core
+        "other_cpu_pct": round(100 * ((all1 - all0) - switch_cpu - (srv1 - srv0)) / window, 1),
+        "server_appends": sum(r["appends"] for r in received.values()),
+        "server_audio_bytes": sum(r["audio_bytes"] for r in received.values()),
+        "switch_threads": threads_by_group(threads0, threads1, window, python_names),
         "rss_before_mb": round(rss_before, 1), "rss_peak_mb": round(rss_peak, 1),
         "rss_per_call_mb": round((rss_peak - rss_before) / n, 2), "rss_after_mb": round(rss_after, 1),
         "rss_after_trim_mb": round(rss_after_trim, 1) if rss_after_trim is not None else None,
     }
     if not python:
         return common
+    total = delivery_total(list(per_call.values()))
     return {
         **common,
+        "media_path": paths,
         "module_share_pct": round(100 * ((mod1 - mod0) + callback_s) / switch_cpu, 1) if switch_cpu else None,
         "module_threads_cpu_pct_per_call": round(100 * (mod1 - mod0) / window / n, 2),
         "media_callbacks_cpu_pct_per_call": round(100 * callback_s / window / n, 2),
-        "gap_p50_ms": pct([m.get("write_gap_p50_ms") for m in media], 0.5),
-        "gap_p99_ms_worst_call": pct([m.get("write_gap_p99_ms") for m in media], 1.0),
-        "gap_max_ms": pct([m.get("write_gap_max_ms") for m in media], 1.0),
-        "frames_late_20ms": sum(m.get("write_gaps_over_40ms", 0) for m in media),
+        "gap_p50_ms": pct([m.get("write_gap_p50_ms") for m in media_stats], 0.5),
+        "gap_p99_ms_worst_call": pct([m.get("write_gap_p99_ms") for m in media_stats], 1.0),
+        "gap_max_ms": pct([m.get("write_gap_max_ms") for m in media_stats], 1.0),
+        # the same, and the late frames, by the start of the window: a stall before it or in it
+        "gap_max_ms_before_window": pct([(s or {}).get("media", {}).get("write_gap_max_ms")
+                                         for s in before.values()], 1.0),
+        "frames_late_before_window": sum((s or {}).get("media", {}).get("write_gaps_over_40ms", 0)
+                                         for s in before.values()),
+        "frames_late_20ms": sum(m.get("write_gaps_over_40ms", 0) for m in media_stats),
         "uplink_p50_ms": pct([x["uplink"]["p50"] for x in lat], 0.5),
         "uplink_p99_ms_worst_call": pct([x["uplink"]["p99"] for x in lat], 1.0),
         "downlink_idle_p50_ms": pct([x["downlink_idle"]["p50"] for x in lat], 0.5),
@@ -273,6 +529,14 @@ def run_n(fs: realswitch.RealSwitch, esl: realswitch.Esl, server_url: str, n: in
         # of those, the ones with the server's next bytes already on this machine (ours)
         "underruns_receiver_behind": sum(c.get("underruns_receiver_behind", 0) for c in counters),
         "frames_out": sum(c["frames_out"] for c in counters),
+        # caller audio: what the module captured against what the server decoded (exact)
+        "delivered_ratio": total["ratio"], "delivered_worst_call": total["worst_ratio"],
+        # seconds from the pause until the server had every append sent (None: it never did)
+        "server_caught_up_s": catch_up_s,
+        "captured_bytes": total["captured"], "delivered_bytes": total["delivered"],
+        "calls_short": total["calls_short"], "lost_bytes": total["lost"], "unread_bytes": total["unread"],
+        "frames_dropped": total["dropped_frames"],
+        "delivery_per_call": per_call,
         # at the end of the window: calls whose socket was full (the server not reading), and
         # the largest backlog of frames queued for the uplink
         "uplink_waiting_for_room": sum(bool(c.get("uplink_waiting_for_room")) for c in counters),
@@ -350,20 +614,48 @@ def resampling_quality() -> Dict:
     return out
 
 
-COLUMNS = ["calls", "connected", "switch_cpu_pct", "cpu_pct_per_call", "cpu_pct_per_call_over_baseline",
+COLUMNS = ["calls", "shape", "chunk_ms", "media_path", "connected", "switch_cpu_pct", "local_server_cpu_pct",
+           "other_cpu_pct",
+           "cpu_pct_per_call", "cpu_pct_per_call_over_baseline",
            "module_share_pct", "module_threads_cpu_pct_per_call", "media_callbacks_cpu_pct_per_call",
-           "local_server_cpu_pct", "server_in_kbit_s_per_call", "server_out_kbit_s_per_call",
            "gap_p50_ms", "gap_p99_ms_worst_call",
            "gap_max_ms", "frames_late_20ms", "uplink_p50_ms", "uplink_p99_ms_worst_call", "downlink_idle_p50_ms",
            "downlink_idle_p99_ms_median_call", "downlink_idle_p99_ms_worst_call", "frames_after_barge_in_max", "underruns",
-           "underruns_receiver_behind",
+           "underruns_receiver_behind", "delivered_ratio", "delivered_worst_call", "server_caught_up_s", "calls_short", "lost_bytes", "unread_bytes",
+           "frames_dropped", "captured_bytes", "delivered_bytes",
            "uplink_waiting_for_room", "uplink_queued_max", "rss_per_call_mb",
            "rss_before_mb", "rss_after_mb", "rss_after_trim_mb"]
+
+
+def print_delivery(row: Dict) -> None:
+    """Caller audio delivered / captured, per call and in total (bytes in the wire format)."""
+    per_call = row.get("delivery_per_call")
+    if not per_call:
+        if "server_audio_bytes" in row and row["impl"] != "none":
+            print(f"delivered (server's count, {row['calls']} calls): {row['server_audio_bytes']} bytes, "
+                  f"{row['server_appends']} appends; captured: not known for impl {row['impl']}")
+        return
+    print(f"caller audio delivered / captured, {row['calls']} calls ({row['shape']}):")
+    for call, d in per_call.items():
+        print(f"  {call}  {d['delivered']}/{d['captured']}  ({d['ratio']})  appends {d['appends_received']}/"
+              f"{d['appends_sent']}  dropped {d['dropped_frames']}  lost {d['lost']} (unread {d.get('unread', 0)})")
+    print(f"  total  {row['delivered_bytes']}/{row['captured_bytes']}  ({row['delivered_ratio']}), worst call "
+          f"{row['delivered_worst_call']}, calls short {row['calls_short']}, frames dropped {row['frames_dropped']}, "
+          f"lost {row['lost_bytes']} (of it written to the socket and not read by the server: {row['unread_bytes']}), "
+          f"server caught up after {row.get('server_caught_up_s')} s")
+
+
+def print_threads(row: Dict, top: int = 12) -> None:
+    groups = list(row.get("switch_threads", {}).items())[:top]
+    print(f"switch CPU by thread, {row['calls']} calls ({row['shape']}), % of one core: " +
+          ", ".join(f"{name} x{g['threads']} {g['cpu_pct']} (busiest {g['max_pct']})" for name, g in groups))
 
 
 def print_table(rows: List[Dict], compare: Optional[List[Dict]] = None) -> None:
     old = {r["calls"]: r for r in compare or []}
     for col in COLUMNS:
+        if all(col not in r for r in rows):
+            continue
         cells = []
         for r in rows:
             cell = f"{r.get(col)}"
@@ -388,9 +680,16 @@ def main() -> int:
                              "by you in the switch's module dir; beta only); or no session at all, to "
                              "measure the calls' own cost")
     parser.add_argument("--generation", choices=("ga", "beta"), default="ga")
-    parser.add_argument("--media", choices=("bug", "unicast"), default="bug",
-                        help="this module's media path: a media bug, or the switch's unicast mode "
-                             "(the parked leg then has no send_silence_when_idle)")
+    parser.add_argument("--shape", choices=SHAPES, default="parked",
+                        help="parked: a parked call, session.create over ESL (the ESL pattern); agent: "
+                             "the dialplan application on its own channel; bridged: the session on a leg "
+                             "of a bridged call (the media bug)")
+    parser.add_argument("--media", choices=("auto", "bug", "unicast"), default="auto",
+                        help="the module's media option (default auto, the module's own: unicast for a "
+                             "parked channel without send_silence_when_idle); with --shape parked, bug "
+                             "parks the call with send_silence_when_idle, as the media bug needs")
+    parser.add_argument("--chunk-ms", type=int, default=FRAME_MS,
+                        help="the module's chunk-ms: ms of caller audio per input_audio_buffer.append")
     parser.add_argument("--switch-env", action="append", default=[], metavar="NAME=VALUE",
                         help="more environment for the switch (e.g. PYTHONMALLOC=malloc); repeatable")
     parser.add_argument("--busy-threads", type=int, default=0,
@@ -413,6 +712,13 @@ def main() -> int:
             print("cannot run: no mod_openai_s2s.so in the switch's module directory", file=sys.stderr)
             return 2
         modules = [m for m in realswitch.MODULES if m != "mod_python3"] + ["mod_openai_s2s"]
+    if (args.impl == "original" and args.shape != "parked") or (args.impl == "none" and args.shape == "agent"):
+        parser.error(f"--shape {args.shape} with --impl {args.impl}: the original runs parked only, "
+                     "and the agent is the module")
+    if args.shape == "bridged" and args.media == "unicast":
+        parser.error("unicast needs a parked channel: a bridged call takes the media bug")
+    if args.shape == "agent" and args.generation == "beta":
+        parser.error("the bench's agent runs GA (the agent's protocol follows its path)")
     workdir = Path(tempfile.mkdtemp(prefix="openai_s2s-bench-"))
     talk = workdir / "talk.wav"
     talk_wav(talk)
@@ -436,8 +742,10 @@ def main() -> int:
             break
         except OSError:
             time.sleep(0.2)
-    dialplan = realswitch.PARK_EXTENSIONS
+    url = f"{scheme}://127.0.0.1:{port}"
+    dialplan = shape_extensions(url, args.format, args.media)
     env = {"OPENAI_S2S_SWITCH_INTERVAL": str(args.switch_interval)} if args.switch_interval else {}
+    env["OPENAI_API_KEY"] = KEY   # the agent's key: from the environment, as a deployment's would be
     env.update(item.split("=", 1) for item in args.switch_env)
     fs = realswitch.RealSwitch(workdir / "fs", dialplan, env=env, modules=modules)
     rows = []
@@ -445,8 +753,10 @@ def main() -> int:
         fs.write_conf()
         if cert:
             fs.set_module_params(tls_ca_file=str(cert))   # TLS options are the config file's alone
+        fs.set_module_params(chunk_ms=str(args.chunk_ms))
         (fs.workdir / "scripts" / "openai_s2s_bench_busy.py").write_text(BUSY_MODULE)
         (fs.workdir / "scripts" / "openai_s2s_bench_trim.py").write_text(TRIM_MODULE)
+        (fs.workdir / "scripts" / "openai_s2s_bench_threads.py").write_text(THREADS_MODULE)
         fs.start(write_conf=False)
         deadline = time.monotonic() + 30
         while "uuid_openai_s2s" not in fs.cli("show api uuid_openai_s2s") and time.monotonic() < deadline:
@@ -454,10 +764,12 @@ def main() -> int:
         esl = realswitch.Esl(fs.esl_port, realswitch.PASSWORD)
         esl.api("log 4")   # keep the switch's own logging out of the measurement
         for n in [int(c) for c in args.calls.split(",")]:
-            row = run_n(fs, esl, f"{scheme}://127.0.0.1:{port}", n, args.seconds, args.format, talk,
-                        args.warmup, server.pid, args.impl, args.generation, args.busy_threads, args.media)
+            row = run_n(fs, esl, url, n, args.seconds, args.format, talk, args.warmup, server.pid,
+                        args.impl, args.generation, args.busy_threads, args.media, args.shape, args.chunk_ms)
             rows.append(row)
-            print(json.dumps(row), flush=True)
+            print(json.dumps({k: v for k, v in row.items() if k != "delivery_per_call"}), flush=True)
+            print_delivery(row)
+            print_threads(row)
     finally:
         fs.stop()
         server.terminate()
@@ -468,7 +780,9 @@ def main() -> int:
             if row["calls"] in base:
                 row["cpu_pct_per_call_over_baseline"] = round(
                     row["cpu_pct_per_call"] - base[row["calls"]]["cpu_pct_per_call"], 2)
-    result = {"impl": args.impl, "media": args.media, "generation": args.generation, "format": args.format, "seconds": args.seconds, "cpus": os.cpu_count(), "rows": rows,
+    result = {"impl": args.impl, "shape": args.shape, "media": args.media, "chunk_ms": args.chunk_ms,
+              "generation": args.generation, "format": args.format, "seconds": args.seconds,
+              "cpus": os.cpu_count(), "rows": rows,
               "resampling_snr_db": resampling_quality()}
     Path(args.out).write_text(json.dumps(result, indent=1))
     compare = json.loads(Path(args.compare).read_text())["rows"] if args.compare else None

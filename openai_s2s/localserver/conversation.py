@@ -33,6 +33,10 @@ class Conversation:
         self.headers: Dict[str, str] = {}      # the upgrade request's, names in lower case
         self.generation = "ga"
         self.received: List[Dict[str, Any]] = []   # filled only when the server records
+        # counted whether or not it records: input_audio_buffer.append events taken, and the
+        # audio bytes they carried (base64-decoded, in the wire format: what the client sent)
+        self.appends = 0
+        self.audio_bytes = 0
         self.sent: List[Dict[str, Any]] = []
         self.truncations: List[Dict[str, Any]] = []
         self.closed = False
@@ -52,6 +56,11 @@ class Conversation:
     @property
     def session(self) -> Dict[str, Any]:
         return self.state.session
+
+    def counters(self) -> Dict[str, Any]:
+        """What this connection has taken in, for the stats page and load tests."""
+        return {"path": self.path, "generation": self.generation, "closed": self.closed,
+                "appends": self.appends, "audio_bytes": self.audio_bytes}
 
     @property
     def input_ms(self) -> int:
@@ -127,10 +136,13 @@ class Conversation:
     def on_input_audio_buffer_append(self, event: Dict[str, Any]) -> None:
         fmt = self.state.in_fmt
         try:
-            samples = audio.decode(fmt, base64.b64decode(event.get("audio", ""), validate=True))
+            wire = base64.b64decode(event.get("audio", ""), validate=True)
         except ValueError:
             self.error("invalid_value", "audio is not base64", event.get("event_id"))
             return
+        self.appends += 1
+        self.audio_bytes += len(wire)
+        samples = audio.decode(fmt, wire)
         self.buffer.append(samples)
         for found in self.vad.feed(samples, fmt.rate, self.server.vad_threshold, self.state.silence_ms()):
             if isinstance(found, SpeechStarted):

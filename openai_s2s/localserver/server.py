@@ -7,9 +7,10 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -18,6 +19,9 @@ from .connection import Connection
 from .faults import Fault
 
 PATH_PREFIXES = ("/v1/realtime", "/openai/realtime", "/openai/v1/realtime")
+# GET (no upgrade, no key: loopback's, and it holds only counts): every connection's counters
+# since the server started, as JSON, for a load test run in another process to read
+STATS_PATH = "/localserver/stats"
 BAD_KEY = (b'{"error":{"message":"Incorrect API key provided",'
            b'"type":"invalid_request_error","code":"invalid_api_key"}}')
 CLOSE_TIMEOUT = 2.0          # how long the client has to answer our close frame
@@ -25,7 +29,7 @@ STOP_CLOSE_TIMEOUT = 0.5     # the same when the server stops: a test's teardown
 STALLED_CLOSE_TIMEOUT = 0.2  # a stalled connection reads nothing, that answer among it
 
 
-def refusal(status: int, reason: str, body: bytes) -> Response:
+def json_response(status: int, reason: str, body: bytes) -> Response:
     """An HTTP answer instead of the upgrade, with a JSON body as OpenAI's are."""
     return Response(status, reason, Headers([("Content-Length", str(len(body))),
                                              ("Content-Type", "application/json"),
@@ -64,6 +68,13 @@ class LocalRealtimeServer:
     def connections(self) -> List[Connection]:
         with self._lock:
             return list(self._connections)
+
+    def stats(self) -> Dict[str, Any]:
+        """Every connection's counters (:meth:`~.conversation.Conversation.counters`), oldest
+        first, and their totals."""
+        rows = [conn.counters() for conn in self.connections]
+        return {"connections": rows, "appends": sum(r["appends"] for r in rows),
+                "audio_bytes": sum(r["audio_bytes"] for r in rows)}
 
     def set_fault(self, fault: Optional[str]) -> None:
         Fault.parse(fault)
@@ -111,7 +122,9 @@ class LocalRealtimeServer:
         await server.wait_closed()
 
     async def _upgrade(self, ws: ServerConnection, request: Request) -> Optional[Response]:
-        """Check the upgrade request; a refusal, or None to go on with the upgrade."""
+        """Check the upgrade request; a refusal (or the stats page), or None to go on with the upgrade."""
+        if urlsplit(request.path).path == STATS_PATH:
+            return json_response(200, "OK", orjson.dumps(self.stats()))
         # Small frames go out at once. asyncio sets TCP_NODELAY only on sockets whose proto is
         # IPPROTO_TCP, and those accepted from socket.create_server's listener have proto 0.
         ws.transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -131,17 +144,17 @@ class LocalRealtimeServer:
 
     def _refusal(self, conn: Connection, faults: Fault, method: str = "GET") -> Optional[Response]:
         if faults.refuse is not None:
-            return refusal(faults.refuse, "Refused", b'{"error":"refused"}')
+            return json_response(faults.refuse, "Refused", b'{"error":"refused"}')
         parts = urlsplit(conn.path)
         if method != "GET" or not parts.path.startswith(PATH_PREFIXES):
-            return refusal(404, "Not Found", b'{"error":"not found"}')
+            return json_response(404, "Not Found", b'{"error":"not found"}')
         query = parse_qs(parts.query)
         offered = {conn.headers.get("api-key"), (query.get("api-key") or [None])[0]}
         auth = conn.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
             offered.add(auth[7:].strip())
         if self.api_key is not None and self.api_key not in offered:
-            return refusal(401, "Unauthorized", BAD_KEY)
+            return json_response(401, "Unauthorized", BAD_KEY)
         if self.generation in ("ga", "beta"):
             conn.generation = self.generation
         else:

@@ -10,6 +10,7 @@ already installed (FREESWITCH_PREFIX, /usr/local/freeswitch or /usr).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -174,10 +175,18 @@ class RealSwitch:
         (self.conf / "freeswitch.xml").write_text(_document(inline, self.dialplan))
 
     def set_module_params(self, **params: str) -> None:
-        """Add settings to the written openai_s2s.conf.xml (names with dashes or underscores)."""
+        """Set settings in the written openai_s2s.conf.xml (names with dashes or underscores):
+        a param the file has already gets the new value, others are added."""
         path = self.conf / "autoload_configs" / "openai_s2s.conf.xml"
-        lines = "".join(f'    <param name="{k.replace("_", "-")}" value="{v}"/>\n' for k, v in params.items())
-        path.write_text(path.read_text().replace("  </settings>", lines + "  </settings>", 1))
+        text = path.read_text()
+        for key, value in params.items():
+            name = key.replace("_", "-")
+            # a param in force, at the start of its line (not one in a comment)
+            text, found = re.subn(rf'^(\s*)<param name="{re.escape(name)}" value="[^"]*"/>',
+                                  rf'\g<1><param name="{name}" value="{value}"/>', text, flags=re.MULTILINE)
+            if not found:
+                text = text.replace("  </settings>", f'    <param name="{name}" value="{value}"/>\n  </settings>', 1)
+        path.write_text(text)
 
     def start(self, timeout: float = 60, write_conf: bool = True) -> None:
         if write_conf:
