@@ -282,6 +282,10 @@ class Session:
         except RuntimeError as exc:
             log(ERR, f"[{self.uuid}] transcript not written: {exc}")
 
+    def wait_closed(self, timeout: float) -> bool:
+        """Block until the session has ended (True) or ``timeout`` seconds have passed."""
+        return self._closed.wait(timeout)
+
     def close_soon(self, reason: str) -> None:
         """Close from a thread that must not block: the media thread, or mid-dispatch."""
         threading.Thread(target=self.close, args=(reason,), daemon=True,
