@@ -13,11 +13,13 @@ script the switch runs, not only this module:
   took 34 ms, long enough to make every call's frame late; after the freeze, 5.3 ms. Objects of
   other scripts that exist at that moment are then never collected as cycles. Off:
   ``OPENAI_S2S_GC_FREEZE=0``.
-- **A heap trim when the last session ends** (``malloc_trim``), and once more 2 s later, when the
-  switch has torn the channels down: every session thread gets a glibc malloc arena of its own,
-  and without a trim the switch keeps their high-water mark (measured: +25 MB after 25 calls,
-  about 20 MB handed back by the second trim after 100). Only when idle, because a trim holds
-  each arena's lock while it walks it, and media threads allocate from those arenas too. Off:
+- **A heap trim when the last session ends** (``malloc_trim``), once more 2 s later, when the
+  switch has torn the channels down, and a last time 10 s after, when the switch's session
+  thread pool has let the calls' threads go (an idle worker ends after 5 s without work): every
+  session thread gets a glibc malloc arena of its own, and without a trim the switch keeps their
+  high-water mark (measured: +25 MB after 25 calls, about 20 MB handed back by the second trim
+  after 100, and 2-5 MB more by the last after 50). Only when idle, because a trim holds each
+  arena's lock while it walks it, and media threads allocate from those arenas too. Off:
   ``OPENAI_S2S_HEAP_TRIM=0``.
 
 A malformed value is logged and the default kept: it never breaks the module's import.
@@ -29,13 +31,16 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from . import native
 from .log import WARNING, log
 
 DEFAULT_SWITCH_INTERVAL = 0.0005
-TRIM_AGAIN_AFTER = 2.0   # seconds: the switch tears the calls down after their sessions end
+# Seconds after the last session ended, each trim only if none has started since: the switch
+# tears the channels down after their sessions end, and its session thread pool's workers end
+# once they have waited 5 s for work (switch_core_session.c), freeing what they held.
+TRIM_AGAIN_AFTER: Tuple[float, ...] = (2.0, 10.0)
 
 
 def _env_float(name: str, default: float, environ: Mapping[str, str]) -> float:
@@ -107,18 +112,23 @@ def _trim_heap() -> None:
 
 
 def last_session_ended(still_idle: Callable[[], bool],
-                       environ: Mapping[str, str] = os.environ) -> Optional[threading.Timer]:
-    """Trim now, and again ``TRIM_AGAIN_AFTER`` seconds later if ``still_idle()`` then."""
+                       environ: Mapping[str, str] = os.environ) -> Optional[threading.Thread]:
+    """Trim now, and again at each of ``TRIM_AGAIN_AFTER`` while ``still_idle()``."""
     if not _env_on("OPENAI_S2S_HEAP_TRIM", environ):
         return None
-    _trim_heap()
+    trim, schedule = _trim_heap, tuple(TRIM_AGAIN_AFTER)   # as they are now, for the whole schedule
+    trim()
+    ended = time.monotonic()
 
-    def again() -> None:
-        if still_idle():
-            _trim_heap()
+    def later() -> None:
+        native.name_thread("openai_s2s-trim")
+        for after in schedule:
+            time.sleep(max(0.0, ended + after - time.monotonic()))
+            if not still_idle():
+                return   # a session has started: its own end trims
+            trim()
 
-    timer = threading.Timer(TRIM_AGAIN_AFTER, again)
     # not "s2s-": status counts those as the sessions' threads, which must be 0 once they end
-    timer.name, timer.daemon = "openai_s2s-trim", True
-    timer.start()
-    return timer
+    thread = threading.Thread(target=later, name="openai_s2s-trim", daemon=True)
+    thread.start()
+    return thread

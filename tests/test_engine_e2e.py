@@ -90,27 +90,37 @@ def test_the_heap_is_trimmed_when_the_last_session_ends_and_again_after_the_tear
     from openai_s2s import process
     trims = []
     monkeypatch.setattr(process, "_trim_heap", lambda: trims.append(len(registry.all_sessions())))
-    monkeypatch.setattr(process, "TRIM_AGAIN_AFTER", 0.2)
+    monkeypatch.setattr(process, "TRIM_AGAIN_AFTER", (0.3, 1.2))
     for uuid in ("u-trim-1", "u-trim-2"):
         h.call(uuid)
         h.create(uuid)
         h.connected(uuid)
     assert h.api("u-trim-1 session.delete") == "+OK session deleted"
-    time.sleep(0.4)
+    time.sleep(0.6)
     assert trims == []                     # another session is live: nothing to hand back yet
     assert h.api("u-trim-2 session.delete") == "+OK session deleted"
     assert trims == [0]                    # at once, with no session left
-    assert wait_until(lambda: len(trims) == 2, 3) and trims == [0, 0]
-    h.call("u-trim-3")                     # a new session before the second trim: it is skipped
-    monkeypatch.setattr(process, "TRIM_AGAIN_AFTER", 0.5)
+    time.sleep(0.7)
+    assert trims == [0, 0]                 # after the channels' teardown
+    assert wait_until(lambda: len(trims) == 3, 3) and trims == [0, 0, 0]   # after the switch's threads
+    h.call("u-trim-3")
     h.create("u-trim-3")
     h.connected("u-trim-3")
     assert h.api("u-trim-3 session.delete") == "+OK session deleted"
-    h.call("u-trim-4")
+    assert trims == [0, 0, 0, 0]
+    time.sleep(0.7)
+    assert trims == [0, 0, 0, 0, 0]
+    h.call("u-trim-4")                     # a new session before the last trim: it is skipped
     h.create("u-trim-4")
-    time.sleep(0.8)
-    assert trims == [0, 0, 0]
+    time.sleep(0.9)
+    assert trims == [0, 0, 0, 0, 0]
     assert h.api("u-trim-4 session.delete") == "+OK session deleted"
+
+
+def test_the_last_trim_comes_after_the_switch_lets_the_calls_threads_go():
+    from openai_s2s import process
+    pool_worker_idle_exit = 5.0   # switch_core_session.c: a worker ends after 5 s without work
+    assert process.TRIM_AGAIN_AFTER[0] < pool_worker_idle_exit < process.TRIM_AGAIN_AFTER[-1] - 2
 
 
 def test_g711_at_8k_both_ways(h):

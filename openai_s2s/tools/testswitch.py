@@ -307,6 +307,10 @@ class Esl:
         body, self.buf = self.buf[:length], self.buf[length:]
         return headers, body.decode(errors="replace")
 
+    def close(self) -> None:
+        """Hang up: the switch ends the connection's listener thread."""
+        self.sock.close()
+
     def api(self, command: str) -> str:
         self.sock.sendall(f"api {command}\n\n".encode())
         while True:
