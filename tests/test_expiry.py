@@ -130,3 +130,16 @@ def test_an_azure_path_has_the_30_minute_limit_and_no_warning_when_off(server):
         assert error["message"] == "Your session hit the maximum duration of 30 minutes."
     finally:
         h.finish()
+
+
+def test_the_servers_own_end_replaces_the_assumed_limit():
+    from openai_s2s.call.expiry import Expiry
+    expiry = Expiry(3600, 60)
+    expiry.start(1000.0)
+    expiry.server_says(1000.0 + 1800)
+    assert expiry.seconds_left(1000.0) == 1800
+    assert expiry.check(1000.0 + 1800 - 61) is None and expiry.check(1000.0 + 1800 - 59) == 59
+    configured = Expiry(600, 0, configured=True)
+    configured.start(0.0)
+    configured.server_says(1800.0)
+    assert configured.seconds_left(0.0) == 600, "the operator's shorter limit stands"

@@ -118,3 +118,21 @@ def test_histogram_quantile_of_write_gaps():
     assert histogram_quantile(hist, 0.5) == 20
     assert histogram_quantile(hist, 0.99) == 21
     assert histogram_quantile(hist, 1.0) == 100
+
+
+def test_a_long_gap_from_a_real_time_server_is_quiet_not_underruns():
+    buf = PlayoutBuffer(8000, 160, 2000)
+    buf.quiet_after_frames = 5
+    frame = b"\x01\x00" * 160
+    buf.push(("live-0", 0), frame * 2, 0.0)
+    assert buf.next_frame() and buf.next_frame()
+    for _ in range(3):                  # a short gap inside speech: underruns, once audio resumes
+        assert buf.next_frame() is None
+    assert buf.underruns == 0 and buf.active
+    buf.push(("live-0", 0), frame, 0.0)
+    assert buf.next_frame() and buf.underruns == 3
+    for _ in range(40):                 # the model stopped talking: silence
+        buf.next_frame()
+    assert not buf.active, "no playout in progress while the model is quiet"
+    buf.push(("live-0", 0), frame, 0.0)
+    assert buf.active and buf.next_frame() and buf.underruns == 3

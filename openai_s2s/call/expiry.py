@@ -19,8 +19,9 @@ EVENT = "session.expiring"
 class Expiry:
     """Checked on every housekeeping pass, so :meth:`check` is one comparison until it fires."""
 
-    def __init__(self, limit: float, warning: float):
+    def __init__(self, limit: float, warning: float, configured: bool = False):
         self.limit = limit
+        self.configured = configured    # the operator's session_limit, not the service's
         self.warning = warning          # seconds before the limit; 0: no warning
         self.ends_at: Optional[float] = None   # monotonic, once the session has opened
         self._due = math.inf
@@ -30,13 +31,22 @@ class Expiry:
         """The limit configured (``session_limit``), else the one the service at ``url`` keeps."""
         limit = options.get("session_limit")
         return cls(float(limit if limit is not None else session_limit(url)),
-                   float(options.get("expiry_warning", 0)))
+                   float(options.get("expiry_warning", 0)), configured=limit is not None)
 
     def start(self, now: float) -> None:
         """The session opened at ``now`` (monotonic seconds)."""
         self.ends_at = now + self.limit
         if self.warning > 0:
             self._due = self.ends_at - self.warning
+
+    def server_says(self, ends_at: float) -> None:
+        """The server named the end (GPT-Live's ``expires_at``, as monotonic seconds): it is the
+        truth, unless the operator set ``session_limit`` (then the earlier of the two)."""
+        if self.ends_at is not None and self.configured and ends_at > self.ends_at:
+            return
+        self.ends_at = ends_at
+        if self.warning > 0 and self._due != math.inf:
+            self._due = ends_at - self.warning
 
     def check(self, now: float) -> Optional[int]:
         """The whole seconds left, the first time the warning is due; None otherwise."""

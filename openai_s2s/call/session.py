@@ -28,8 +28,9 @@ from ..media.codec import DownlinkDecoder
 from ..media.formats import PCM24
 from ..media.playout import PlayoutBuffer
 from ..realtime.endpoint import Endpoint
-from ..realtime.protocol import (Action, ClientEventError, End, EndAudio, Flush, Forward, Log, OpenUplink,
-                                 Play, RealtimeProtocol, ResponseIdle, Send, SetOutput, ToolCall, Transcript)
+from ..realtime.protocol import (LIVE, Action, ClientEventError, End, EndAudio, ExpiresAt, Flush, Forward, Log, OpenUplink,
+                                 Play, PlayDigits, ResponseIdle, Send, SetOutput, ToolCall, Transcript)
+from ..realtime.generations import make_protocol
 from ..realtime.transport import send_room
 from . import callcontrol, events, registry, tally
 from .dtmf import DEFAULT_TEMPLATE, DtmfBatcher, render
@@ -44,6 +45,7 @@ from .transcript import Transcript as TranscriptStore
 from .uplink import UplinkSender
 
 JOIN_TIMEOUT = 3.0
+LIVE_QUIET_MS = 400  # GPT-Live: model audio this late is the end of what the model said
 CLOSE_WAIT = 0.5     # seconds the server has to answer our close before the socket is cut
 
 
@@ -82,9 +84,12 @@ class Session:
         self.options = options
         self._secrets: List[str] = []   # redacted from every log line while the session lasts
         self.keep_secret(secret)
-        self.proto = RealtimeProtocol(generation, options["hold_response_create"],
-                                      options["idle_timeout_action"], options["barge_in"])
+        self.proto = make_protocol(generation, options)
         self.playout = PlayoutBuffer(call.rate, call.frame_samples, options["playout_max_ms"])
+        if generation == LIVE:
+            # GPT-Live mixes in real time and never says a turn's audio has ended: a pause in
+            # it longer than this is silence, not an underrun
+            self.playout.quiet_after_frames = max(1, LIVE_QUIET_MS * call.rate // (1000 * call.frame_samples))
         self._decoder = DownlinkDecoder(PCM24, call.rate, options["resampler"])
         self.lock = threading.Lock()      # the protocol's state
         self.events = events.Gate(switch, call.uuid)
@@ -111,6 +116,7 @@ class Session:
         # read by the media thread: plain attributes, set by others
         self.paused = False
         self.mute_user = False
+        self.holding_caller = False   # paused or muted: the caller's audio stays here
         self.deltas = 0
         self.bytes_down = 0
         # the follow-on sessions of a call longer than one (reconnect)
@@ -244,8 +250,7 @@ class Session:
                 self._reconnecting = False
                 return
             previous = self.proto
-            self.proto = RealtimeProtocol(previous.generation, self.options["hold_response_create"],
-                                          self.options["idle_timeout_action"], self.options["barge_in"])
+            self.proto = make_protocol(previous.generation, self.options)
             self.proto.barge_ins, self.proto.translations = previous.barge_ins, previous.translations
             self.uplink.reset()
             self.reconnects += 1
@@ -266,9 +271,11 @@ class Session:
                 log(WARNING, f"[{self.uuid}] replaying {event['type']} failed: {exc}")
 
     def replay_events(self) -> List[Dict[str, Any]]:
-        """The last session.update, then what was said so far as conversation items."""
+        """The last session.update, then what was said so far as conversation items (GPT-Live:
+        the items first, which makes them the new session.start's history)."""
         replay: List[Dict[str, Any]] = [self.last_update] if self.last_update is not None else []
-        return replay + conversation_items(self.transcript, self.proto.generation)
+        items = conversation_items(self.transcript, self.proto.generation)
+        return items + replay if self.proto.generation == LIVE else replay + items
 
     def _write_transcript(self) -> None:
         """With transcript-dir, the transcript goes to a file, on a thread of its own: a slow
@@ -305,7 +312,7 @@ class Session:
 
     # -- media thread ------------------------------------------------------------
     def _on_capture(self, pcm: bytes) -> None:
-        if self.uplink.open and not self.paused and not self.mute_user:
+        if self.uplink.open and not self.holding_caller:
             self.uplink.capture(pcm)
 
     def _on_media_closed(self) -> None:
@@ -325,8 +332,9 @@ class Session:
             raise ClientEventError(refusal)
         with self.lock:
             actions = self.proto.client_event(event)
-            if event["type"] == "session.update":
-                self.last_update = event
+            if event["type"] in ("session.update", "session.start") and self.last_update is None \
+                    or event["type"] == "session.update" and self.proto.generation != LIVE:
+                self.last_update = event   # GPT-Live: the one that started the session
         self.run(actions)
 
     def dtmf_digit(self, digit: str) -> None:
@@ -348,17 +356,38 @@ class Session:
             log(WARNING, f"[{self.uuid}] dtmf {digits} not sent: {exc}")
             return
         log(INFO, f"[{self.uuid}] dtmf {digits} sent to the model")
-        self.tools.want_response()
+        if self.proto.generation != LIVE:   # GPT-Live decides itself when to answer
+            self.tools.want_response()
+
+    def _hold_caller(self) -> None:
+        # GPT-Live mutes the caller itself (it feeds the model silence and keeps its clock): there
+        # the caller's audio goes on while muted or paused
+        self.holding_caller = (self.paused or self.mute_user) and self.proto.generation != LIVE
 
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
+        self._hold_caller()
+        if self.proto.generation == LIVE:
+            # GPT-Live mixes in real time and has no pause: the model hears silence (its own
+            # mute) and its audio is not played, so nothing piles up to come late
+            self.playout.muted = paused
+            self._input_mute(paused)
+            return
         self.playout.paused = paused
 
     def set_muted(self, who: str, muted: bool) -> None:
         if who in ("user", "all"):
             self.mute_user = muted
+            self._hold_caller()
+            if self.proto.generation == LIVE:
+                self._input_mute(muted)
         if who in ("model", "all"):
             self.playout.muted = muted
+
+    def _input_mute(self, muted: bool) -> None:
+        with self.lock:
+            actions = self.proto.input_mute(muted)
+        self.run(actions)
 
     def status(self) -> Dict[str, Any]:
         return session_status(self)
@@ -379,7 +408,7 @@ class Session:
             elif kind is Flush:
                 self._barge_in(action.cancel)
             elif kind is OpenUplink:
-                self.uplink.start_audio(action.format)
+                self.uplink.start_audio(action.format, action.event)
                 PUMP.wake()
             elif kind is SetOutput:
                 self._decoder = DownlinkDecoder(action.format, self.call.rate, self.options["resampler"])
@@ -392,10 +421,24 @@ class Session:
                 self.tools.call(action.call_id, action.name, action.arguments)
             elif kind is Transcript:
                 self.transcript.add(action.role, action.item_id, action.text)
+            elif kind is ExpiresAt:
+                self.housekeeping.expiry.server_says(action.unix_time - time.time() + time.monotonic())
+            elif kind is PlayDigits:
+                self._play_digits(action.digits)
             elif kind is ResponseIdle:
                 self.tools.response_idle()
             elif kind is End:
                 self.close_soon(action.reason)
+
+    def _play_digits(self, digits: str) -> None:
+        """GPT-Live asks the transport to play digits to the caller."""
+        try:
+            self.call.send_dtmf(digits)
+        except Exception as exc:
+            log(WARNING, f"[{self.uuid}] digits {digits} from the server not played: {exc!r}")
+            return
+        self.fire(events.SERVER_EVENT, events.body(type="dtmf.played", digits=digits))
+        log(INFO, f"[{self.uuid}] played digits {digits} the server sent")
 
     def _play(self, action: Play) -> None:
         self.deltas += 1

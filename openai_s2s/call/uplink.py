@@ -52,6 +52,7 @@ class UplinkSender:
         # Caller audio older than this when the pump reaches it is dropped, not sent: a pump
         # that fell behind (a starved process) catches up at once instead of running late.
         self.max_latency = options["uplink_max_latency_ms"] / 1000
+        self.append_head = _APPEND_HEAD
         self.open = False          # read by the media thread: caller audio is queued only when open
         self.stopped = False
         self.ws: Optional[websocket.WebSocket] = None
@@ -112,8 +113,10 @@ class UplinkSender:
             self.events_queued -= 1
             self.event_bytes_queued -= len(data)
 
-    def start_audio(self, fmt: AudioFormat) -> None:
-        """Caller audio goes up from now on, in ``fmt`` (again when the format changes)."""
+    def start_audio(self, fmt: AudioFormat, event: str = "input_audio_buffer.append") -> None:
+        """Caller audio goes up from now on, in ``fmt`` (again when the format changes), as
+        client events of type ``event``."""
+        self.append_head = b'{"type":"' + event.encode() + b'","audio":"'
         self.queue.append((None, fmt))
         self.open = True
 
@@ -231,7 +234,7 @@ class UplinkSender:
     def _take_chunk(self) -> Optional[Pending]:
         if not self._chunk:
             return None
-        item = (_APPEND_HEAD + base64.b64encode(self._chunk) + b'"}', self._chunk_started, len(self._chunk))
+        item = (self.append_head + base64.b64encode(self._chunk) + b'"}', self._chunk_started, len(self._chunk))
         self._chunk.clear()
         return item
 

@@ -21,7 +21,8 @@ from ..call import registry
 from ..call.callcontrol import declarations
 from ..log import INFO, WARNING, log
 from ..media.formats import BY_NAME
-from ..realtime.service import DEFAULT_MODEL
+from ..realtime.protocol import LIVE, generation_for_path
+from ..realtime.service import DEFAULT_MODEL, LIVE_PATH
 from . import commands, config, webhooks
 from .instructions import InstructionsError, read_instructions
 
@@ -33,7 +34,8 @@ DEFAULT_GREETING = "Greet the caller briefly and ask how you can help."
 AGENT_VARIABLES = {
     "host": f"websocket host (default {DEFAULT_HOST})",
     "path": "URL path (default v1/realtime?model=<model>)",
-    "model": f"model when no path is given (default {DEFAULT_MODEL})",
+    "model": f"model when no path is given (default {DEFAULT_MODEL}; a gpt-live model means GPT-Live)",
+    "protocol": "live for GPT-Live (/v1/live/sessions) when no path is given",
     "auth": "bearer, query or api-key (default bearer)",
     "voice": "voice of the agent (default: the server's)",
     "instructions": "the agent's instructions",
@@ -61,9 +63,13 @@ def plan(get_var: GetVar, rate: int, instructions_dir: Optional[str],
     ``destinations``: the config file's transfer destinations, named to the model."""
     var = lambda name: (get_var(P + name) or "").strip() or None  # noqa: E731
     model = var("model") or DEFAULT_MODEL
-    path = var("path") or f"v1/realtime?model={model}"
+    live = var("protocol") == LIVE or model.startswith("gpt-live") \
+        or var("path") is not None and generation_for_path(var("path") or "") == LIVE
+    path = var("path") or (LIVE_PATH.lstrip("/") if live else f"v1/realtime?model={model}")
     auth = var("auth") or "bearer"
     session: Dict[str, Any] = {"type": "realtime"}
+    if live and model.startswith("gpt-live"):
+        session["model"] = model   # GPT-Live takes it in session.start, never in the URL
     instructions = var("instructions")
     if var("instructions_file"):
         instructions = _read(var("instructions_file"), instructions_dir)

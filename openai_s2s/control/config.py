@@ -157,8 +157,13 @@ class Option:
 OPTIONS = (
     Option("api_key", None, _text, "API key used when session.create names none "
            "(else OPENAI_S2S_API_KEY or OPENAI_API_KEY from the switch's environment)"),
-    Option("protocol", "auto", _choice("auto", "ga", "beta"),
-           "Realtime generation: auto (from the path, confirmed by session.created), ga or beta"),
+    Option("protocol", "auto", _choice("auto", "ga", "beta", "live"),
+           "API generation: auto (from the path: /v1/live/sessions is GPT-Live; a Realtime one is "
+           "confirmed by session.created), ga, beta or live"),
+    Option("live_model", None, _text, "GPT-Live model for a session.start made from a session.update "
+           "that names none (default: the newest the module knows)"),
+    Option("live_delegation_model", None, _text, "GPT-Live: the Responses backend's model when a "
+           "session.update's function tools move there"),
     Option("connect_timeout", 10.0, _bounded(float, 0.5, 120), "seconds to open the websocket"),
     Option("ping_interval", 15.0, _bounded(float, 0, 3600),
            "seconds between websocket pings; the session ends after two unanswered (0 = off)"),

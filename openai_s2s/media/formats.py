@@ -25,10 +25,16 @@ class AudioFormat:
     def beta(self) -> str:
         return BETA_NAMES[self.name]
 
+    @property
+    def live(self) -> dict:
+        """GPT-Live names every format with its rate (G.711 at 8000)."""
+        return {"type": "audio/" + self.name, "rate": self.rate}
+
 
 PCM24 = AudioFormat("pcm", 24000)
 PCMU = AudioFormat("pcmu", 8000)
 PCMA = AudioFormat("pcma", 8000)
+PCM16 = AudioFormat("pcm", 16000)     # GPT-Live only
 BY_NAME = {fmt.name: fmt for fmt in (PCM24, PCMU, PCMA)}
 BETA_NAMES = {"pcm": "pcm16", "pcmu": "g711_ulaw", "pcma": "g711_alaw"}   # the beta protocol's names
 
@@ -45,3 +51,15 @@ def format_from_wire(value: object) -> Optional[AudioFormat]:
         return _FROM_BETA.get(value) or _FROM_GA.get(value)
     return None
 
+
+
+def live_format_from_wire(value: object) -> Optional[AudioFormat]:
+    """A GPT-Live format ({"type": "audio/pcm", "rate": 16000}), or a Realtime one (GA or beta)
+    that GPT-Live also has; None for anything else."""
+    if isinstance(value, dict) and value.get("type") == "audio/pcm" and "rate" in value:
+        rate = value["rate"]
+        return {16000: PCM16, 24000: PCM24}.get(rate) if type(rate) is int else None
+    if isinstance(value, dict) and value.get("type") in ("audio/pcmu", "audio/pcma") \
+            and value.get("rate", 8000) != 8000:
+        return None
+    return format_from_wire(value)

@@ -56,6 +56,12 @@ class PlayoutBuffer:
         self.waiting_on_server: Optional[Callable[[], bool]] = None   # set once connected
         self.paused = False
         self.muted = False
+        # Set for a server that mixes in real time and never says a turn's audio has ended
+        # (GPT-Live): a gap of more than this many frames is the model being quiet, not an
+        # underrun; shorter gaps count as underruns once the audio resumes.
+        self.quiet_after_frames: Optional[int] = None
+        self._empty_run = 0          # frames asked for and not there, in a row (consumer)
+        self._empty_behind = 0       # of those, the receiver's fault
         self.flushed_item: Optional[Tuple[str, int]] = None
         self.frames_after_flush = 0
         self.latencies: Deque[float] = collections.deque(maxlen=512)
@@ -126,7 +132,8 @@ class PlayoutBuffer:
 
     @property
     def active(self) -> bool:
-        return bool(self._frames) or self.streaming
+        quiet = self.quiet_after_frames
+        return bool(self._frames) or self.streaming and (quiet is None or self._empty_run <= quiet)
 
     # -- consumer side (media thread: no locks, no allocation beyond the pop) --
     def next_frame(self) -> Optional[bytes]:
@@ -137,11 +144,20 @@ class PlayoutBuffer:
             frame = self._frames.popleft()
         except IndexError:
             if self.streaming:
-                self.underruns += 1
                 waiting = self.waiting_on_server
-                if waiting is not None and not waiting():
-                    self.underruns_receiver_behind += 1
+                behind = waiting is not None and not waiting()
+                if self.quiet_after_frames is None:
+                    self.underruns += 1
+                    self.underruns_receiver_behind += behind
+                else:
+                    self._empty_run += 1
+                    self._empty_behind += behind
             return None
+        if self._empty_run:
+            if self._empty_run <= self.quiet_after_frames:   # a gap inside what the model says
+                self.underruns += self._empty_run
+                self.underruns_receiver_behind += self._empty_behind
+            self._empty_run = self._empty_behind = 0
         self.last = frame
         self.frames_out += 1
         if frame.item == self.flushed_item:

@@ -3,8 +3,10 @@
 Feed it what the caller sends (:meth:`RealtimeProtocol.client_event`), what the
 server sends (:meth:`server_event`) and what the playout buffer reports after a
 flush (:meth:`barge_in`); it returns a list of actions for the I/O layer to
-carry out, in order. Both protocol generations live here: ``ga`` (the default,
-``/v1/realtime``) and ``beta`` (``OpenAI-Beta: realtime=v1``, Azure's preview).
+carry out, in order. Both Realtime generations live here: ``ga`` (the default,
+``/v1/realtime``) and ``beta`` (``OpenAI-Beta: realtime=v1``, Azure's preview). GPT-Live, the
+third, is :class:`~.live.LiveProtocol`, with the same actions; ``generations.make_protocol``
+picks one.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from . import translate
 from ..media.formats import PCM24, AudioFormat, format_from_wire
 from ..log import DEBUG, INFO, NOTICE, WARNING
 
-GA, BETA = "ga", "beta"
+GA, BETA, LIVE = "ga", "beta", "live"
+GENERATIONS = (GA, BETA, LIVE)
 
 AUDIO_DELTA = {"response.output_audio.delta", "response.audio.delta"}
 _BETA_SESSION_KEYS = {"modalities", "input_audio_format", "output_audio_format", "voice",
@@ -62,8 +65,10 @@ class Flush:
 
 @dataclasses.dataclass(frozen=True)
 class OpenUplink:
-    """Start streaming caller audio in this format (also sent when the format changes)."""
+    """Start streaming caller audio in this format (also sent when the format changes), as
+    client events of this type."""
     format: AudioFormat
+    event: str = "input_audio_buffer.append"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +95,18 @@ class Transcript:
 
 
 @dataclasses.dataclass(frozen=True)
+class PlayDigits:
+    """The server asks the transport to play these DTMF digits to the caller (GPT-Live)."""
+    digits: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpiresAt:
+    """The server says when it will end the session (Unix seconds; GPT-Live's ``expires_at``)."""
+    unix_time: float
+
+
+@dataclasses.dataclass(frozen=True)
 class ResponseIdle:
     """No response is in progress any more (response.done)."""
 
@@ -107,8 +124,8 @@ class End:
     reason: str
 
 
-Action = Union[Send, Forward, Play, EndAudio, Flush, OpenUplink, SetOutput, ToolCall, Transcript, ResponseIdle,
-               Log, End]
+Action = Union[Send, Forward, Play, EndAudio, Flush, OpenUplink, SetOutput, ToolCall, Transcript, PlayDigits,
+               ExpiresAt, ResponseIdle, Log, End]
 
 
 class ClientEventError(ValueError):
@@ -124,10 +141,13 @@ _MALFORMED = (TypeError, ValueError, KeyError, AttributeError, OverflowError)
 
 
 def generation_for_path(path: str, override: str = "auto") -> str:
-    """GA unless told otherwise or the path is Azure's preview (``?api-version=`` without /v1/)."""
-    if override in (GA, BETA):
+    """GPT-Live for its path (``/v1/live/sessions``, Azure's ``/openai/v1/live/sessions``); else
+    GA unless told otherwise or the path is Azure's preview (``?api-version=`` without /v1/)."""
+    if override in GENERATIONS:
         return override
     parts = urlsplit("/" + path.lstrip("/"))
+    if parts.path.rstrip("/").endswith("/live/sessions"):
+        return LIVE
     if "api-version" in parse_qs(parts.query) and "/v1/" not in parts.path + "/":
         return BETA
     return GA
@@ -494,3 +514,4 @@ _SERVER_HANDLERS = {
     "response.output_text.done": RealtimeProtocol._transcript("assistant", "text"),
     "response.text.done": RealtimeProtocol._transcript("assistant", "text"),
 }
+

@@ -12,6 +12,14 @@ from urllib.parse import parse_qs, urlsplit
 # snapshots) are deprecated, to be shut down on 2027-01-20.
 DEFAULT_MODEL = "gpt-realtime-2.1"
 
+# GPT-Live (/v1/live/sessions): the model goes in session.start, never in the URL. The newest of
+# the two the openai package names (SessionConfig.model: gpt-live-1, gpt-live-1.1).
+LIVE_PATH = "/v1/live/sessions"
+DEFAULT_LIVE_MODEL = "gpt-live-1.1"
+# the Responses backend's model when a Realtime session's function tools move there (the model
+# OpenAI's and Azure's GPT-Live examples delegate to)
+DEFAULT_LIVE_DELEGATION_MODEL = "gpt-5.5"
+
 OPENAI_SESSION_LIMIT = 60 * 60     # seconds
 AZURE_SESSION_LIMIT = 30 * 60
 # an Azure OpenAI resource's name, and those of Azure AI services and AI Foundry resources,
