@@ -9,6 +9,7 @@ from typing import Any, Dict, List
 
 import orjson
 import pytest
+from hypothesis import given, settings, strategies as st
 from pydantic import BaseModel, TypeAdapter
 
 from openai.types.live.client_event import ClientEvent
@@ -283,3 +284,22 @@ def test_malformed_server_events_are_dropped_with_a_warning(raw):
     actions = proto.server_event(raw)
     assert actions and all(isinstance(a, Log) for a in actions)
     assert not proto.started
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+                     max_leaves=8)
+_FIELDS = ("delta", "session", "event", "item", "reason", "error", "audio", "expires_at", "response", "type")
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(sorted(SERVER) + ["session.started", "response.event"]),
+       fields=st.dictionaries(st.sampled_from(_FIELDS), _JSON, max_size=4), begun=st.booleans())
+def test_no_server_event_of_any_shape_raises(kind, fields, begun):
+    """Whatever a server sends, as any GPT-Live event type with any field values, is handled or
+    dropped with a warning; it never raises into the receiver thread."""
+    proto = LiveProtocol()
+    if begun:
+        proto.client_event(REALTIME_UPDATE)
+    actions = proto.server_event(orjson.dumps(dict(fields, type=kind)))
+    assert isinstance(actions, list)

@@ -56,15 +56,17 @@ class Housekeeping:
 
     def _maybe_reconnect(self, now: float) -> None:
         """With reconnect=expiry (or always), move to a new session before the service's limit:
-        from ``margin`` seconds before it, at the first moment no response is in progress (the
-        model is not mid-sentence), and at the latest a few seconds before the limit."""
+        from ``margin`` seconds before it, at the first moment no response is in progress and
+        none of the model's audio is playing (the model is not mid-sentence: GPT-Live has no
+        responses, only its audio), and at the latest a few seconds before the limit."""
         session, ends_at = self.session, self.expiry.ends_at
         if ends_at is None or ends_at == self._reconnect_for or session.options["reconnect"] == "off":
             return
         margin = min(self.expiry.limit / 2, max(self.expiry.warning, RECONNECT_MARGIN))
         if now < ends_at - margin:
             return
-        if session.proto.response_id is None or now >= ends_at - margin / 4:
+        quiet = session.proto.response_id is None and not session.playout.active
+        if quiet or now >= ends_at - margin / 4:
             self._reconnect_for = ends_at     # once per session
             session.reconnect_soon("session limit")
 
