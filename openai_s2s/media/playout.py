@@ -116,7 +116,7 @@ class PlayoutBuffer:
         dropped = len(self._frames)
         self._frames.clear()
         self.flushed_item = current
-        had_audio = dropped > 0 or bool(self._partial) or self.streaming
+        had_audio = dropped > 0 or bool(self._partial) or self.active
         self._partial.clear()
         self._partial_item = None
         self.streaming = False

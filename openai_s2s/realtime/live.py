@@ -312,11 +312,13 @@ class LiveProtocol:
         if delta.strip() and self.model_audio:
             # The caller's words while the model's audio plays: the caller has the turn. What the
             # server had already mixed ahead is still queued here; the next audio is a new turn.
+            # The flush comes first: the server may have stopped already and the queue drained,
+            # and a model cut off this way was interrupted all the same.
             self.model_audio = False
-            actions.append(EndAudio(self._item()))
-            self.turn += 1
             if self.barge_in_mode != "never":
                 actions.append(Flush(cancel=False))
+            actions.append(EndAudio(self._item()))
+            self.turn += 1
         return actions
 
     def _on_output_transcript(self, event: Dict[str, Any]) -> List[Action]:
