@@ -22,7 +22,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--reply", choices=("echo", "tone", "delegate"), default="echo",
                         help="echo the caller or answer with a tone; delegate: GPT-Live delegates "
                              "each utterance (Realtime answers it with a tone)")
-    parser.add_argument("--speed", type=float, default=4.0, help="times faster than real time (0: at once): Realtime responses, and "
+    parser.add_argument("--speed", type=float, default=4.0,
+                        help="times faster than real time (0: at once): Realtime responses, and "
                              "GPT-Live's startup, mixer and acknowledgement delays")
     parser.add_argument("--fault", default=None)
     parser.add_argument("--vad-threshold", type=float, default=500.0)

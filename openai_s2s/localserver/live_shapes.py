@@ -82,7 +82,8 @@ _RESPONSES_FIELDS: Dict[str, Spec] = {
     "tool_choice": TOOL_CHOICE, "tools": ListOf(TOOL),
 }
 RESPONSES = Obj(_RESPONSES_FIELDS, {"model"}, _RDC + "ResponsesDelegationConfig")
-RESPONSES_UPDATE = Obj(_RESPONSES_FIELDS, (), _L + "responses_delegation_update_config:ResponsesDelegationUpdateConfig")
+RESPONSES_UPDATE = Obj(_RESPONSES_FIELDS, (),
+                       _L + "responses_delegation_update_config:ResponsesDelegationUpdateConfig")
 _ACK = Int(minimum=0)
 _DECISIONS = Obj({"model": Str(), "questions": ListOf(Opaque(dict))}, {"model", "questions"},
                  _L + "decisions_delegation_config:DecisionsDelegationConfig")
@@ -113,13 +114,15 @@ INITIAL_ITEM = Tagged("role", {
     "developer": _message("developer", _L + "initial_item:Developer", _INPUT_TEXT),
     "user": _message("user", _L + "initial_item:User", _INPUT_TEXT),
     "assistant": _message("assistant", _L + "initial_item:Assistant", Tagged("type", {
-        "text": _typed("text", _L + "initial_item:AssistantContentText", text=(Str(),)),
+        # its type may be left out (the Tagged default): only the text is required
+        "text": Obj({"type": Const("text"), "text": Str()}, {"text"}, _L + "initial_item:AssistantContentText"),
         "output_text": _typed("output_text", _L + "initial_item:AssistantContentOutputText", text=(Str(),)),
     }, default="text")),
 })
 TRIGGER = Obj({"type": Const("decisions"),
                "event_type": Const("session.input_transcript.delta", "session.output_transcript.delta"),
-               "decisions": Obj({"questions": ListOf(Opaque(dict))}, {"questions"}, _L + "decision_trigger:Decisions")},
+               "decisions": Obj({"questions": ListOf(Opaque(dict))}, {"questions"},
+                                _L + "decision_trigger:Decisions")},
               {"type", "event_type", "decisions"}, _L + "decision_trigger:DecisionTrigger")
 CLIENT = Obj({"data_channel": Obj({"allowed_client_events": AnyOf(Const("all"), ListOf(Str())),
                                    "allowed_server_events": AnyOf(Const("all"), ListOf(Opaque(dict)))},
@@ -149,7 +152,8 @@ def _context(kind: str, ref: str) -> Obj:
 # unknown type's error names.
 CLIENT_EVENTS: Dict[str, Obj] = {
     "session.start": _event("session.start", "session_start_event:SessionStartEvent", session=(SESSION_CONFIG,)),
-    "session.update": _event("session.update", "session_update_event:SessionUpdateEvent", session=(SESSION_UPDATE,)),
+    "session.update": _event("session.update", "session_update_event:SessionUpdateEvent",
+                             session=(SESSION_UPDATE,)),
     "session.input_audio.append": _event("session.input_audio.append",
                                          "input_audio_append_event:InputAudioAppendEvent", audio=(Str(),)),
     "session.input_audio.mute": _event("session.input_audio.mute", "input_audio_mute_event:InputAudioMuteEvent"),
