@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from openai_s2s.localserver.live import ACK_TEXT
+from openai_s2s.localserver.live_delegation import ACK_TEXT
 from test_localserver_live_kit import (OUTPUT_DELTA, LiveClient, errors, live_server, of, output_audio,
                                        transcript)
 

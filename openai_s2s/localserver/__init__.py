@@ -40,6 +40,7 @@ package's asyncio server, all connections on one event-loop thread; it is the
 ``cli``             the command line
 ``live``            the GPT-Live protocol for one connection: client events in, server events out
 ``live_connection`` one GPT-Live websocket: reads, timers, the mixer's paced output, injected events
+``live_delegation`` Live delegation: to the client or to Responses, acknowledgements, response.*
 ``live_session``    the Live session resource: session.start's defaults, session.update
 ``live_shapes``     the Live client events and session config as strict schemas
 ``live_schema``     the strict schema checker, in the API's error terms

@@ -14,9 +14,10 @@ saw on the wire (2026-10-07); what neither says is marked inferred where it is d
   Realtime server's reply modes do (an echo, a tone), through the mixer (:mod:`.live_output`),
   paced in real time; the caller's speech stops that output at once, announced by nothing;
 * an utterance whose transcript holds the word "delegate" (reply mode ``delegate``) is
-  delegated instead: ``session.delegation.created``, to the client or to the Responses backend
-  (:mod:`.live_responses`), and an automatic spoken acknowledgement after
-  ``acknowledgement_delay_ms`` unless a thinking or commentary append comes first;
+  delegated instead (:mod:`.live_delegation`): ``session.delegation.created``, to the client
+  or to the Responses backend (:mod:`.live_responses`), and an automatic spoken
+  acknowledgement after ``acknowledgement_delay_ms`` unless a thinking or commentary append
+  comes first;
 * mute and unmute, context appends (a commentary is spoken), audio fixtures, ``session.update``
   of delegation and triggers only, ``session.close``, usage every 15 s of session time.
 
@@ -29,7 +30,7 @@ import base64
 import binascii
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional, Protocol
+from typing import Any, Callable, Deque, Dict, List, Optional
 
 import numpy as np
 import orjson
@@ -38,10 +39,11 @@ from ..media.formats import PCM24, AudioFormat
 from ..realtime import service
 from . import audio, live_session
 from .faults import Fault
+from .live_delegation import Cancellable, Delegating
 from .live_output import Mixer, Speech
-from .live_responses import Backend, Stream
+from .live_responses import Backend
 from .live_schema import Problem
-from .live_shapes import CLIENT_EVENTS, FUNCTION_CALL_OUTPUT
+from .live_shapes import CLIENT_EVENTS
 from .session import ServerOptions, new_id
 from .vad import EnergyVad, SpeechStarted, SpeechStopped
 
@@ -52,13 +54,8 @@ USAGE_EVERY_MS = 15000     # "usage updated about every 15 s" (observed)
 CONTEXT_MAX_TOKENS = 500   # an append's content, estimated as live_session.estimated_tokens does
 FIXTURE_MAX_S = 30
 TRIGGER_WORD = "delegate"
-ACK_TEXT = "One moment."
 MS_PER_CHAR = 60           # a spoken text's tone lasts this much per character
 APPENDS = ("session.instructions.append", "session.thinking.append", "session.commentary.append")
-
-
-class Cancellable(Protocol):
-    def cancel(self) -> None: ...
 
 
 class Utterance:
@@ -74,7 +71,7 @@ def _client_event_id(event: Optional[Dict[str, Any]]) -> Dict[str, str]:
     return {"client_event_id": event_id} if isinstance(event_id, str) else {}
 
 
-class LiveConversation:
+class LiveConversation(Delegating):
     generation = "live"
 
     def __init__(self, server: ServerOptions, fault: Optional[str]):
@@ -414,84 +411,6 @@ class LiveConversation:
         if self._append(event):
             self._cancel_acks()
             self.speak_text(event["content"])
-
-    # delegation ------------------------------------------------------------------------
-    def _delegate(self, offset_ms: int) -> None:
-        delegation_id = new_id("del")
-        target = self.session["delegation"]["type"]
-        self.delegations[delegation_id] = target
-        created = {"id": delegation_id, "target": target, "type": "delegation"}
-        stream: Optional[Stream] = None
-        if self.backend is not None:
-            created["response_id"] = self.backend.new_response_id()
-            stream = self.backend.delegate(delegation_id, created["response_id"])
-        self.send_event("session.delegation.created", delegation=created, offset_ms=offset_ms)
-        self._arm_ack()
-        if stream is not None:
-            self._stream(delegation_id, stream)
-
-    def _stream(self, delegation_id: Optional[str], stream: Stream, speak: bool = True) -> None:
-        for nested in stream.events:
-            fields: Dict[str, Any] = {"event": nested}
-            if delegation_id is not None:
-                fields["delegation_id"] = delegation_id
-            self.send_event("response.event", **fields)
-        if stream.text is not None and speak:
-            self.speak_text(stream.text)
-
-    def _arm_ack(self) -> None:
-        """The spoken acknowledgement "acknowledgement_delay_ms" after a delegation; a
-        thinking or commentary append first cancels it (and every other pending one)."""
-        delay_ms = self.session["delegation"].get("acknowledgement_delay_ms") or 0
-        speed = self.server.speed
-        if delay_ms <= 0 or speed <= 0:
-            self.speak_text(ACK_TEXT)
-            return
-        holder: List[Cancellable] = []
-
-        def acknowledge() -> None:
-            if holder and holder[0] in self.acks:
-                self.acks.remove(holder[0])
-                self.speak_text(ACK_TEXT)
-        holder.append(self.schedule(delay_ms / 1000 / speed, acknowledge))
-        self.acks.append(holder[0])
-
-    def _cancel_acks(self) -> None:
-        for timer in self.acks:
-            timer.cancel()
-        self.acks.clear()
-
-    def _needs_responses(self, event: Dict[str, Any]) -> bool:
-        if self.backend is None:
-            # the message as observed under client delegation; the code is inferred
-            self.refuse(event, "responses_delegation_required",
-                        f"{event['type']} requires Responses delegation.")
-            return False
-        return True
-
-    def on_response_item_create(self, event: Dict[str, Any]) -> None:
-        if not self._needs_responses(event):
-            return
-        item = event["item"]
-        if item.get("type") == "function_call_output":
-            problem = FUNCTION_CALL_OUTPUT.check(item, "item")
-            if problem is not None:
-                self._refuse_problem(event, problem)
-                return
-        problem = self.backend.add_item(item)
-        if problem is not None:
-            self._refuse_problem(event, problem)
-
-    def on_response_create(self, event: Dict[str, Any]) -> None:
-        if not self._needs_responses(event):
-            return
-        result = self.backend.create()
-        if isinstance(result, Problem):
-            self._refuse_problem(event, result)
-            return
-        delegation_id, stream = result
-        # a response that belongs to no delegation is not spoken (inferred)
-        self._stream(delegation_id, stream, speak=delegation_id is not None)
 
     # not implemented here ----------------------------------------------------------------
     def _not_here(self, event: Dict[str, Any]) -> None:
