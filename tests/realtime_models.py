@@ -1,8 +1,12 @@
-"""Validate Realtime events against the openai package's own models (GA and beta).
+"""Validate Realtime events against the openai package's own models (GA and beta), and
+GPT-Live events (generation "live") against ``openai.types.live``.
 
 The openai models accept unknown fields, so a beta-only field inside a GA
 event would pass a plain validation: after validating, every model in the
 result is walked and any field the model does not declare is an error.
+
+A Live ``response.event`` carries a Responses streaming event as a plain dict; that nested
+event is validated too, against ``openai.types.responses.ResponseStreamEvent``.
 """
 from __future__ import annotations
 
@@ -15,7 +19,9 @@ from openai.types.beta.realtime.realtime_client_event import RealtimeClientEvent
 from openai.types.beta.realtime.realtime_server_event import RealtimeServerEvent as BetaServer
 from openai.types.realtime.realtime_client_event import RealtimeClientEvent as GaClient
 from openai.types.realtime.realtime_server_event import RealtimeServerEvent as GaServer
-
+from openai.types.live.client_event import ClientEvent as LiveClient
+from openai.types.live.server_event import ServerEvent as LiveServer
+from openai.types.responses.response_stream_event import ResponseStreamEvent
 
 
 def _by_type(union: Any) -> Dict[str, TypeAdapter]:
@@ -27,6 +33,10 @@ def _by_type(union: Any) -> Dict[str, TypeAdapter]:
 _ADAPTERS = {
     ("client", "ga"): _by_type(GaClient), ("client", "beta"): _by_type(BetaClient),
     ("server", "ga"): _by_type(GaServer), ("server", "beta"): _by_type(BetaServer),
+    # transport.dtmf.send is a server event in the package (the server asking the transport
+    # to play a digit); it is not among the client events
+    ("client", "live"): _by_type(LiveClient), ("server", "live"): _by_type(LiveServer),
+    ("server", "responses"): _by_type(ResponseStreamEvent),
 }
 
 
@@ -57,6 +67,8 @@ def _validate(side: str, event: Dict[str, Any], generation: str) -> None:
     if found:
         raise AssertionError(f"{generation} {side} event {event.get('type')!r} has fields the "
                              f"{generation} protocol does not define: {', '.join(found)}")
+    if generation == "live" and side == "server" and event.get("type") == "response.event":
+        _validate("server", event["event"], "responses")
 
 
 def validate_client_event(event: Dict[str, Any], generation: str) -> None:

@@ -1,4 +1,5 @@
-"""A local server that speaks the OpenAI Realtime protocol (GA and beta) on loopback.
+"""A local server that speaks the OpenAI Realtime protocol (GA and beta), and OpenAI's GPT-Live
+API beside it, on loopback.
 
 For tests, for trying the module without a key, and as a load-test target::
 
@@ -16,20 +17,35 @@ is refused in the service's words, ``idle_timeout_ms`` brings
 detection's defaults. ``--lenient`` (``lenient=True``) lets speech overlap a response and
 keeps the older truncate refusals, for tests that want those.
 
+GPT-Live (``/v1/live/sessions``, Azure Foundry's ``/openai/v1/live/sessions``; see :mod:`.live`)
+starts with the client's ``session.start``, transcribes the caller while they speak, and
+answers through a server mixer paced in real time that the caller's speech stops; an
+utterance that says "delegate" (``--reply delegate``) is delegated to the client or to a
+Responses backend. Its connections report the generation ``live``.
+
 The websocket side (handshake, framing, close codes, pings) is the ``websockets``
 package's asyncio server, all connections on one event-loop thread; it is the
 ``localserver`` extra, and nothing the switch loads imports it.
 
 ==================  ================================================================
 ``server``          the server, its thread, the upgrade's checks and HTTP refusals
-``connection``      one websocket: reads, sends, paced responses, closing
-``conversation``    the protocol for one connection: client events in, server events out
+``wire``            what either protocol's connection does with its websocket: sends, closing
+``connection``      one Realtime websocket: reads, paced responses, the session limit
+``conversation``    the Realtime protocol for one connection: client events in, server events out
 ``session``         the session object per generation, and ``session.update``
 ``vad``             speech detection by energy
 ``responses``       streamed replies: echo or tone audio, transcripts, function calls
 ``faults``          the ways it can be told to misbehave
 ``audio``           wire audio <-> samples (formats and G.711 from ``openai_s2s.media``)
 ``cli``             the command line
+``live``            the GPT-Live protocol for one connection: client events in, server events out
+``live_connection`` one GPT-Live websocket: reads, timers, the mixer's paced output, injected events
+``live_delegation`` Live delegation: to the client or to Responses, acknowledgements, response.*
+``live_session``    the Live session resource: session.start's defaults, session.update
+``live_shapes``     the Live client events and session config as strict schemas
+``live_schema``     the strict schema checker, in the API's error terms
+``live_output``     the Live server mixer: speech cut into deltas, paced in real time
+``live_responses``  the Responses backend of a Live session that delegates to Responses
 ==================  ================================================================
 """
 from .cli import main

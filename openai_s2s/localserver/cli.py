@@ -1,4 +1,4 @@
-"""``python -m openai_s2s.localserver``: the local Realtime server on the command line."""
+"""``python -m openai_s2s.localserver``: the local Realtime (and GPT-Live) server on the command line."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +9,8 @@ from typing import List, Optional
 
 from .server import LocalRealtimeServer
 
-DESCRIPTION = "A local server that speaks the OpenAI Realtime protocol (GA and beta) on loopback."
+DESCRIPTION = ("A local server that speaks the OpenAI Realtime protocol (GA and beta) on loopback, and "
+               "GPT-Live at /v1/live/sessions.")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -18,8 +19,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--api-key", default=None, help="accept only this key (default: any)")
     parser.add_argument("--generation", choices=("auto", "ga", "beta"), default="auto")
-    parser.add_argument("--reply", choices=("echo", "tone"), default="echo")
-    parser.add_argument("--speed", type=float, default=4.0, help="times faster than real time (0: at once)")
+    parser.add_argument("--reply", choices=("echo", "tone", "delegate"), default="echo",
+                        help="echo the caller or answer with a tone; delegate: GPT-Live delegates "
+                             "each utterance (Realtime answers it with a tone)")
+    parser.add_argument("--speed", type=float, default=4.0,
+                        help="times faster than real time (0: at once): Realtime responses, and "
+                             "GPT-Live's startup, mixer and acknowledgement delays")
     parser.add_argument("--fault", default=None)
     parser.add_argument("--vad-threshold", type=float, default=500.0)
     parser.add_argument("--tls-cert")

@@ -7,7 +7,7 @@ any thread.
 from __future__ import annotations
 
 import asyncio
-from typing import Optional, Set
+from typing import Optional
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -16,6 +16,7 @@ from ..realtime import service
 from . import responses
 from .conversation import Conversation
 from .session import ServerOptions
+from .wire import WebSocketSide
 
 
 def _resolve(future: "asyncio.Future[None]") -> None:
@@ -23,14 +24,11 @@ def _resolve(future: "asyncio.Future[None]") -> None:
         future.set_result(None)
 
 
-class Connection(Conversation):
+class Connection(WebSocketSide, Conversation):
     def __init__(self, server: ServerOptions, fault: Optional[str], loop: asyncio.AbstractEventLoop):
-        super().__init__(server, fault)
-        self.ws: Optional[ServerConnection] = None
-        self._loop = loop
-        self._tasks: Set["asyncio.Task[None]"] = set()
+        Conversation.__init__(self, server, fault)
+        self.attach(loop)
         self._waker: Optional["asyncio.Future[None]"] = None
-        self._close_task: Optional["asyncio.Task[None]"] = None
 
     async def serve(self, ws: ServerConnection) -> None:
         """The connection's life after the upgrade: session.created, the faults, then the reads."""
@@ -57,26 +55,12 @@ class Connection(Conversation):
         except ConnectionClosed:
             pass
         finally:
-            self.stopped = True
-            self.wake()
-            for task in list(self._tasks):
-                task.cancel()
-            if self._close_task is not None:
-                await self._close_task
-            self.close_code = self.close_code or ws.close_code
+            await self.end_serving(ws)
             self.closed = True
-
-    async def flush(self) -> None:
-        """Send what is queued, in order. Each frame is written before ``send`` can wait
-        (for the socket to drain), so two flushes at once still keep the order."""
-        while self.outbox:
-            await self.ws.send(self.outbox.popleft(), text=True)
 
     # streamed responses ----------------------------------------------------------------
     def run_response(self, run: responses.Run, steps: responses.Steps) -> None:
-        task = self._loop.create_task(self._drive(run, steps))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.spawn(self._drive(run, steps))
 
     async def _drive(self, run: responses.Run, steps: responses.Steps) -> None:
         try:
@@ -110,31 +94,7 @@ class Connection(Conversation):
         if self._waker is not None:
             _resolve(self._waker)
 
-    # closing ---------------------------------------------------------------------------
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close with ``code``: the events already queued go first, nothing after them."""
-        try:
-            on_loop = asyncio.get_running_loop() is self._loop
-        except RuntimeError:
-            on_loop = False
-        if not on_loop:
-            if not self._loop.is_closed():   # a stopped server has closed them all already
-                self._loop.call_soon_threadsafe(self.close, code, reason)
-            return
-        if self.ws is None or self._close_task is not None:
-            return
-        self.stopped = True
-        self.close_code = self.close_code or code
-        self.wake()
-        self._close_task = self._loop.create_task(self._close(code, reason))
-
-    async def _close(self, code: int, reason: str) -> None:
-        try:
-            await self.flush()
-        except ConnectionClosed:
-            pass
-        await self.ws.close(code, reason)
-
+    # the session limit -----------------------------------------------------------------
     def _expire(self) -> None:
         if not self.stopped:
             # the limit the real service at this path would have hit: 30 minutes for Azure's paths

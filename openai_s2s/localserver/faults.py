@@ -11,6 +11,10 @@
 ``close_after:N``   after the Nth server event, close 1011 "injected fault"
 ==================  ===============================================================
 
+A GPT-Live connection sends nothing before ``session.started``, so there "after
+session.created" is after ``session.started``, and ``expire_after`` counts from it and ends
+with ``session.closed`` (reason ``expired``) before the close.
+
 A connection takes the server's fault as it is when its upgrade request comes in. A fault
 string that names none of these does nothing.
 """

@@ -1,5 +1,8 @@
 """The server: a websockets asyncio server on its own event-loop thread, and the upgrade
-request's checks (fault, path, key, generation) with the HTTP refusals they lead to."""
+request's checks (fault, path, key, generation) with the HTTP refusals they lead to.
+
+The path chooses the protocol: the Realtime API (GA or beta) under ``PATH_PREFIXES``, GPT-Live
+at ``LIVE_PATHS``, whose model is named in session.start and never in the URL."""
 from __future__ import annotations
 
 import asyncio
@@ -7,7 +10,7 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Union
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -17,13 +20,22 @@ from websockets.http11 import Request, Response
 
 from .connection import Connection
 from .faults import Fault
+from .live_connection import LiveConnection
 
 PATH_PREFIXES = ("/v1/realtime", "/openai/realtime", "/openai/v1/realtime")
+# OpenAI's, and Azure AI Foundry's (its v1 API, which takes no api-version)
+LIVE_PATHS = ("/v1/live/sessions", "/openai/v1/live/sessions")
 # GET (no upgrade, no key: loopback's, and it holds only counts): every connection's counters
 # since the server started, as JSON, for a load test run in another process to read
 STATS_PATH = "/localserver/stats"
 BAD_KEY = (b'{"error":{"message":"Incorrect API key provided",'
            b'"type":"invalid_request_error","code":"invalid_api_key"}}')
+# "do not pass it as a URL query parameter" (the package's SessionConfig.model); the answer's
+# status and words are inferred, not checked against the service
+LIVE_MODEL_IN_QUERY = orjson.dumps({"error": {
+    "message": "The Live model is named in session.start (session.model), not in the URL: remove "
+               "the model query parameter.",
+    "type": "invalid_request_error", "code": "unknown_parameter", "param": "model"}})
 CLOSE_TIMEOUT = 2.0          # how long the client has to answer our close frame
 STOP_CLOSE_TIMEOUT = 0.5     # the same when the server stops: a test's teardown waits on it
 STALLED_CLOSE_TIMEOUT = 0.2  # a stalled connection reads nothing, that answer among it
@@ -53,7 +65,7 @@ class LocalRealtimeServer:
         self.fault, self.vad_threshold = fault, vad_threshold
         self._listener = socket.create_server((host, port), reuse_port=False)
         self.port = self._listener.getsockname()[1]
-        self._connections: List[Connection] = []
+        self._connections: List[Union[Connection, LiveConnection]] = []
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -65,7 +77,7 @@ class LocalRealtimeServer:
         return f"{'wss' if self.ssl_context else 'ws'}://{self.host}:{self.port}"
 
     @property
-    def connections(self) -> List[Connection]:
+    def connections(self) -> List[Union[Connection, LiveConnection]]:
         with self._lock:
             return list(self._connections)
 
@@ -128,7 +140,8 @@ class LocalRealtimeServer:
         # Small frames go out at once. asyncio sets TCP_NODELAY only on sockets whose proto is
         # IPPROTO_TCP, and those accepted from socket.create_server's listener have proto 0.
         ws.transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = Connection(self, self.fault, self._loop)
+        live = urlsplit(request.path).path in LIVE_PATHS
+        conn = (LiveConnection if live else Connection)(self, self.fault, self._loop)
         conn.path = request.path
         conn.headers = {name.lower(): value for name, value in request.headers.raw_items()}
         with self._lock:
@@ -142,11 +155,13 @@ class LocalRealtimeServer:
             conn.closed = True
         return refused
 
-    def _refusal(self, conn: Connection, faults: Fault, method: str = "GET") -> Optional[Response]:
+    def _refusal(self, conn: Union[Connection, LiveConnection], faults: Fault,
+                 method: str = "GET") -> Optional[Response]:
         if faults.refuse is not None:
             return json_response(faults.refuse, "Refused", b'{"error":"refused"}')
         parts = urlsplit(conn.path)
-        if method != "GET" or not parts.path.startswith(PATH_PREFIXES):
+        live = isinstance(conn, LiveConnection)
+        if method != "GET" or not (live or parts.path.startswith(PATH_PREFIXES)):
             return json_response(404, "Not Found", b'{"error":"not found"}')
         query = parse_qs(parts.query)
         offered = {conn.headers.get("api-key"), (query.get("api-key") or [None])[0]}
@@ -155,6 +170,10 @@ class LocalRealtimeServer:
             offered.add(auth[7:].strip())
         if self.api_key is not None and self.api_key not in offered:
             return json_response(401, "Unauthorized", BAD_KEY)
+        if live:
+            # the key is checked first (inferred: a gateway authenticates before it reads on)
+            named = "model" in parse_qs(parts.query, keep_blank_values=True)
+            return json_response(400, "Bad Request", LIVE_MODEL_IN_QUERY) if named else None
         if self.generation in ("ga", "beta"):
             conn.generation = self.generation
         else:
