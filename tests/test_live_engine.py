@@ -76,7 +76,11 @@ def test_a_live_call_streams_both_ways_after_session_started(h):
     assert status["protocol"] == "live" and status["server_interrupts"] is True
     assert status["counters"]["underruns"] <= 2, "a quiet model is no underrun"
     assert h.wait_server_event("u-live", "session.input_transcript.delta")
-    h.api("u-live session.delete")
+    assert h.api("u-live session.delete") == "+OK session deleted"
+    # GPT-Live is asked to finalize the session, and says it did, before the socket closes
+    assert kinds(h)[-1] == "session.close"
+    closed = h.server_events("u-live", "session.closed")
+    assert closed and closed[0]["reason"] == "close_requested"
     h.finish()
 
 

@@ -171,6 +171,9 @@ class Session:
             if threading.current_thread() is not self.receiver.thread:
                 self._closed.wait(2 * JOIN_TIMEOUT)
             return
+        if self.proto.generation == LIVE and self.state == "connected" and self.proto.session_updated \
+                and threading.current_thread() is not self.receiver.thread:
+            self._say_goodbye()
         self.state = "closing"
         self.stopping = True
         self.stop_uplink()
@@ -217,6 +220,15 @@ class Session:
         log(INFO, f"[{self.uuid}] session ended: {reason}")
         if not registry.all_sessions():
             process.last_session_ended(lambda: not registry.all_sessions())
+
+    def _say_goodbye(self) -> None:
+        """GPT-Live finalizes a session on ``session.close`` and says so in ``session.closed``;
+        a socket closed without it does not confirm the end. Asked, and awaited briefly."""
+        self.uplink.event(b'{"type":"session.close"}')
+        PUMP.wake()
+        deadline = time.monotonic() + CLOSE_WAIT
+        while self.proto.end_reason is None and self.receiver.thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     # -- a follow-on session on the same call ------------------------------------------
     def reconnect_soon(self, reason: str) -> bool:
