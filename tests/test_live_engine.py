@@ -7,10 +7,9 @@ import base64
 import time
 
 import orjson
-import pytest
 
 from openai_s2s.call import registry
-from engine_harness import KEY, dominant_freq, loud, silence, tone, wait_until
+from engine_harness import dominant_freq, loud, silence, tone, wait_until
 
 LIVE_PATH = "v1/live/sessions"
 UPDATE = {"type": "session.update", "session": {

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from hypothesis import given, settings, strategies as st
 from openai.types.live.server_event import ServerEvent
-from openai_s2s.media.formats import PCM16, PCM24, PCMU
+from openai_s2s.media.formats import PCM16, PCMU
 from openai_s2s.realtime.generations import make_protocol
 from openai_s2s.realtime.live import LiveProtocol
 from openai_s2s.realtime.protocol import (LIVE, ClientEventError, EndAudio, ExpiresAt, Flush, Forward, Log, OpenUplink,

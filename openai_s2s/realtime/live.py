@@ -19,18 +19,15 @@ Realtime-shaped client events are translated (``live_translate``) or refused by 
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
-import orjson
 
 from . import live_translate as lt
 from .live_translate import NoMapping
 from .protocol import (Action, ClientEventError, EndAudio, ExpiresAt, Flush, Forward, Log, OpenUplink, Play,
-                       PlayDigits, ResponseIdle, Send, SetOutput, ToolCall, Transcript, _MALFORMED,
-                       RealtimeProtocol)
+                       PlayDigits, ResponseIdle, Send, SetOutput, ToolCall, Transcript, MALFORMED,
+                       RealtimeProtocol, count_received, delta_audio, malformed, parse_server_event)
 from .service import DEFAULT_LIVE_DELEGATION_MODEL, DEFAULT_LIVE_MODEL
 from ..log import DEBUG, INFO, WARNING
 from ..media.formats import PCM24, AudioFormat, live_format_from_wire
@@ -38,7 +35,6 @@ from ..media.formats import PCM24, AudioFormat, live_format_from_wire
 LIVE = "live"
 APPEND = "session.input_audio.append"
 MAX_HELD = 64            # commands held until session.started
-_ITEMS_KEPT = 8
 _DIGIT = re.compile(r"[0-9*#A-Da-d]")
 
 
@@ -213,38 +209,27 @@ class LiveProtocol:
 
     # -- from the server -----------------------------------------------------
     def server_event(self, raw: bytes) -> List[Action]:
-        try:
-            event = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return [Log(WARNING, f"server sent a frame that is not JSON ({len(raw)} bytes); ignored", fold="json")]
-        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-            return [Log(WARNING, "server sent JSON without a type; ignored", fold="json")]
+        event = parse_server_event(raw)
+        if isinstance(event, Log):
+            return [event]
         kind = event["type"]
         try:
             if kind == "session.output_audio.delta":
                 return self._audio_delta(event)
             handler = _SERVER_HANDLERS.get(kind)
             return [Forward(raw)] + (handler(self, event) if handler is not None else [])
-        except _MALFORMED as exc:
-            return [Log(WARNING, f"dropped a malformed {kind[:64]!r} from the server ({type(exc).__name__}: "
-                                 f"{str(exc)[:120]})", fold="malformed")]
+        except MALFORMED as exc:
+            return [malformed(kind, exc)]
 
     def _item(self) -> Tuple[str, int]:
         return (f"live-{self.turn}", 0)
 
     def _audio_delta(self, event: Dict[str, Any]) -> List[Action]:
-        delta = event.get("delta")
-        if not isinstance(delta, str):
-            return [Log(WARNING, "audio delta without base64 'delta'; ignored", fold="delta")]
-        try:
-            payload = base64.b64decode(delta, validate=True)
-        except binascii.Error:
-            return [Log(WARNING, "audio delta with bad base64; ignored", fold="delta")]
+        payload = delta_audio(event)
+        if isinstance(payload, Log):
+            return [payload]
         item = self._item()
-        received = self.received_bytes
-        if item not in received and len(received) >= _ITEMS_KEPT:
-            del received[next(iter(received))]
-        received[item] = received.get(item, 0) + len(payload)
+        count_received(self.received_bytes, item, len(payload))
         self.model_audio = True
         return [Play(item, payload)]
 

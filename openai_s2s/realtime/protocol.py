@@ -137,7 +137,7 @@ BARGE_IN_MODES = ("auto", "always", "never")
 OWN_CANCEL = "openai_s2s-cancel-"   # event_id prefix of the cancels the module sends itself
 _OWN_CANCELS_KEPT = 16
 _ITEMS_KEPT = 8          # items whose received audio is remembered, for truncate's bound
-_MALFORMED = (TypeError, ValueError, KeyError, AttributeError, OverflowError)
+MALFORMED = (TypeError, ValueError, KeyError, AttributeError, OverflowError)
 
 
 def generation_for_path(path: str, override: str = "auto") -> str:
@@ -278,12 +278,9 @@ class RealtimeProtocol:
 
     # -- from the server -----------------------------------------------------
     def server_event(self, raw: bytes) -> List[Action]:
-        try:
-            event = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return [Log(WARNING, f"server sent a frame that is not JSON ({len(raw)} bytes); ignored", fold="json")]
-        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-            return [Log(WARNING, "server sent JSON without a type; ignored", fold="json")]
+        event = parse_server_event(raw)
+        if isinstance(event, Log):
+            return [event]
         kind = event["type"]
         try:
             if kind in AUDIO_DELTA:
@@ -292,28 +289,20 @@ class RealtimeProtocol:
                 return [Log(DEBUG, "the server had already ended the response the module cancelled")]
             handler = _SERVER_HANDLERS.get(kind)
             return [Forward(raw)] + (handler(self, event) if handler is not None else [])
-        except _MALFORMED as exc:
+        except MALFORMED as exc:
             # Nothing a server sends ends the call but a close: a field of the wrong type is
             # this event's problem only. The handlers change state only after their checks.
-            return [Log(WARNING, f"dropped a malformed {kind[:64]!r} from the server ({type(exc).__name__}: "
-                                 f"{str(exc)[:120]})", fold="malformed")]
+            return [malformed(kind, exc)]
 
     def _audio_delta(self, event: Dict[str, Any]) -> List[Action]:
         response_id = event.get("response_id")
         if isinstance(response_id, str) and response_id in self.discarded_responses:
             return []
-        delta = event.get("delta")
-        if not isinstance(delta, str):
-            return [Log(WARNING, "audio delta without base64 'delta'; ignored", fold="delta")]
-        try:
-            payload = base64.b64decode(delta, validate=True)
-        except binascii.Error:
-            return [Log(WARNING, "audio delta with bad base64; ignored", fold="delta")]
+        payload = delta_audio(event)
+        if isinstance(payload, Log):
+            return [payload]
         item = _item_key(event)
-        received = self.received_bytes
-        if item not in received and len(received) >= _ITEMS_KEPT:
-            del received[next(iter(received))]
-        received[item] = received.get(item, 0) + len(payload)
+        count_received(self.received_bytes, item, len(payload))
         self.audio_response = response_id if isinstance(response_id, str) else None
         self.audio_open = True
         return [Play(item, payload)]
@@ -486,6 +475,40 @@ class RealtimeProtocol:
         fmt = self.output_format
         bytes_per_second = fmt.rate * (2 if fmt.name == "pcm" else 1)
         return self.received_bytes.get(item, 0) * 1000 // bytes_per_second
+
+
+def parse_server_event(raw: bytes) -> Union[Dict[str, Any], Log]:
+    """A server frame as an event with a string type, or the warning that it is none."""
+    try:
+        event = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return Log(WARNING, f"server sent a frame that is not JSON ({len(raw)} bytes); ignored", fold="json")
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        return Log(WARNING, "server sent JSON without a type; ignored", fold="json")
+    return event
+
+
+def malformed(kind: str, exc: BaseException) -> Log:
+    return Log(WARNING, f"dropped a malformed {kind[:64]!r} from the server ({type(exc).__name__}: "
+                        f"{str(exc)[:120]})", fold="malformed")
+
+
+def delta_audio(event: Dict[str, Any]) -> Union[bytes, Log]:
+    """An audio delta's bytes, or the warning that its ``delta`` is not base64."""
+    delta = event.get("delta")
+    if not isinstance(delta, str):
+        return Log(WARNING, "audio delta without base64 'delta'; ignored", fold="delta")
+    try:
+        return base64.b64decode(delta, validate=True)
+    except binascii.Error:
+        return Log(WARNING, "audio delta with bad base64; ignored", fold="delta")
+
+
+def count_received(received: Dict[Tuple[str, int], int], item: Tuple[str, int], size: int) -> None:
+    """Add ``size`` bytes of model audio to ``item``'s count, keeping the newest items only."""
+    if item not in received and len(received) >= _ITEMS_KEPT:
+        del received[next(iter(received))]
+    received[item] = received.get(item, 0) + size
 
 
 def _item_key(event: Dict[str, Any]) -> Tuple[str, int]:
