@@ -16,12 +16,7 @@ from ..realtime import service
 from . import responses
 from .conversation import Conversation
 from .session import ServerOptions
-from .wire import WebSocketSide
-
-
-def _resolve(future: "asyncio.Future[None]") -> None:
-    if not future.done():
-        future.set_result(None)
+from .wire import WebSocketSide, resolve
 
 
 class Connection(WebSocketSide, Conversation):
@@ -82,7 +77,7 @@ class Connection(WebSocketSide, Conversation):
         if run.ended or self.stopped:
             return
         self._waker = waker = self._loop.create_future()
-        timer = self._loop.call_later(delay, _resolve, waker)
+        timer = self._loop.call_later(delay, resolve, waker)
         try:
             await waker
         finally:
@@ -92,7 +87,7 @@ class Connection(WebSocketSide, Conversation):
 
     def wake(self) -> None:
         if self._waker is not None:
-            _resolve(self._waker)
+            resolve(self._waker)
 
     # the session limit -----------------------------------------------------------------
     def _expire(self) -> None:

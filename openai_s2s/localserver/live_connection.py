@@ -13,12 +13,7 @@ from websockets.exceptions import ConnectionClosed
 
 from .live import Cancellable, LiveConversation
 from .session import ServerOptions
-from .wire import WebSocketSide
-
-
-def _resolve(future: "asyncio.Future[None]") -> None:
-    if not future.done():
-        future.set_result(None)
+from .wire import WebSocketSide, resolve
 
 
 class LiveConnection(WebSocketSide, LiveConversation):
@@ -64,7 +59,7 @@ class LiveConnection(WebSocketSide, LiveConversation):
     def output_ready(self) -> None:
         self._kicked = True
         if self._waker is not None:
-            _resolve(self._waker)
+            resolve(self._waker)
 
     def wake(self) -> None:
         self.output_ready()
@@ -107,7 +102,7 @@ class LiveConnection(WebSocketSide, LiveConversation):
             await asyncio.sleep(0)
             return
         self._waker = waker = self._loop.create_future()
-        timer = self._loop.call_later(seconds, _resolve, waker) if seconds is not None else None
+        timer = self._loop.call_later(seconds, resolve, waker) if seconds is not None else None
         try:
             await waker
         finally:

@@ -13,6 +13,12 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 
+def resolve(future: "asyncio.Future[None]") -> None:
+    """Wake whoever awaits ``future`` (once: a second wake-up is a no-op)."""
+    if not future.done():
+        future.set_result(None)
+
+
 class WebSocketSide:
     """Mixed into a protocol class that provides ``outbox``, ``stopped``, ``close_code`` and
     ``wake`` (cut a wait short: the connection is closing)."""
