@@ -121,10 +121,14 @@ class Resampler:
         self._ratio = dst_rate / src_rate
         self._converter = None
         self._thirds: Optional[ThirdsResampler] = None
+        # Exactly dst/src outputs per input sample on every call: none (src == dst) or by-3 up.
+        self.passes_through = src_rate == dst_rate
+        self.exact_up = False
         if src_rate == dst_rate:
             return
         if quality == "fir" and (dst_rate == 3 * src_rate or src_rate == 3 * dst_rate):
             self._thirds = ThirdsResampler(up=dst_rate > src_rate)
+            self.exact_up = dst_rate > src_rate
             return
         import samplerate  # imported here: unit tests of the rest need no C extension
         self._converter = samplerate.Resampler("sinc_medium" if quality == "fir" else quality, channels=1)
