@@ -153,6 +153,9 @@ class UplinkSender:
         ws, writer = self.ws, self._writer
         if ws is None or writer is None or self.stopped:
             return
+        if not self.queue and self.pending is None and now < self._next_ping:
+            self._tick(now)      # nothing to send (a call between two frames): no lock
+            return
         lock = getattr(ws, "lock", None)
         # websocket-client's own senders (pong, close) take this lock: frames never interleave.
         if lock is None or lock.acquire(False):
