@@ -149,10 +149,13 @@ def test_fir_resampler_pcm_is_the_filter_within_one_lsb_whatever_the_frame_sizes
         ref = np.convolve(x.astype(np.float64), taps)[:len(x)][::3]
     ref = np.clip(np.rint(ref), -32768, 32767)
     frame = rate // 50
-    for size in (frame, 3 * frame, 257):
+    pcm = x.tobytes()
+    mixed = np.cumsum(np.random.default_rng(8).integers(1, 3 * frame, len(x)))   # sizes changing every call
+    for size in (frame, 3 * frame, 257, "mixed"):
         r = Resampler(8000, 24000) if up else Resampler(24000, 8000)
-        pcm = x.tobytes()
-        out = np.frombuffer(b"".join(r.process(pcm[i:i + 2 * size]) for i in range(0, len(pcm), 2 * size)), "<i2")
+        cuts = [0] + [int(c) for c in mixed[mixed < len(x)]] + [len(x)] if size == "mixed" \
+            else list(range(0, len(x), size)) + [len(x)]
+        out = np.frombuffer(b"".join(r.process(pcm[2 * a:2 * b]) for a, b in zip(cuts, cuts[1:])), "<i2")
         assert len(out) == len(ref), size
         assert np.max(np.abs(out.astype(int) - ref.astype(int))) <= 1, size
 

@@ -38,76 +38,105 @@ def to_pcm16(out: np.ndarray) -> bytes:
     return out.astype("<i2").tobytes()
 
 
+BLOCK = 32    # outputs of a block down, inputs of a block up
+
+
 class ThirdsResampler:
     """Up or down by exactly 3 (8 <-> 24 kHz, 16 <-> 48 kHz) with one FIR, streaming.
 
     The by-3 ratio of telephone audio to the Realtime API's 24 kHz makes a polyphase FIR
     cheaper than libsamplerate's arbitrary-ratio sinc_medium at a better in-band quality
-    (docs/design.md). Each call is one matrix product: the input's windows (a strided view of
-    the history and the new samples, copied into a contiguous matrix so that BLAS takes it) by
-    the filter's phases (three columns up; one column, every third window, down). The buffers
-    are kept from one call to the next while the length stays the same (a call's 20 ms
-    frames): a 20 ms frame costs about a dozen numpy calls, whatever their size.
+    (docs/design.md). Each call is one matrix product, in blocks: the input is cut into
+    blocks of ``BLOCK`` samples up (``BLOCK`` outputs down), each block's span of input
+    (history included) is a row, and a banded matrix holding the filter, shifted once per
+    output of the block, turns every row into its block's outputs. The rows overlap by the
+    filter's length, so the matrix BLAS is given is about twice the input, not one row per
+    output (a 97-tap window per output is 32 times the input down); a 20 ms frame costs a
+    handful of numpy calls, whatever their size.
 
     The filter is linear, so samples may be in any unit: :class:`Resampler` passes 16-bit
     values as they are (the scale by 2**-15 and back that [-1, 1] floats need is exact, so
     the result is the same)."""
 
-    def __init__(self, up: bool, taps: np.ndarray = THIRDS_FILTER):
+    def __init__(self, up: bool, taps: np.ndarray = THIRDS_FILTER, block: int = BLOCK):
         self.up = up
+        self._block = block
+        taps = np.asarray(taps, np.float32)
         if up:
             padded = np.concatenate([taps, np.zeros(-len(taps) % 3, np.float32)])
             phases = [3 * padded[p::3] for p in range(3)]   # x3: zero-stuffing divides by 3
-            # out[3i + p] = sum_j x[i + j] * phase_p[L - 1 - j]: convolution, as a product
-            self._bank = np.ascontiguousarray(np.stack([ph[::-1] for ph in phases], axis=1))
+            width = len(phases[0])
+            self._keep = width - 1
+            # out[3i + p] = sum_j x[i + j] * phase_p[width - 1 - j], x counted from the history
+            matrix = np.zeros((block + self._keep, 3 * block), np.float32)
+            for i in range(block):
+                for p, phase in enumerate(phases):
+                    matrix[i:i + width, 3 * i + p] = phase[::-1]
+            self._stride = block
         else:
-            self._bank = np.ascontiguousarray(taps[::-1].reshape(-1, 1))
-        self._width = self._bank.shape[0]
-        self._keep = self._width - 1             # samples of history
+            width = len(taps)
+            self._keep = width - 1
+            # out[m] = sum_t x[3m + t] * taps[width - 1 - t]
+            matrix = np.zeros((3 * (block - 1) + width, block), np.float32)
+            for m in range(block):
+                matrix[3 * m:3 * m + width, m] = taps[::-1]
+            self._stride = 3 * block
+        self._matrix = matrix
+        self._span = matrix.shape[0]   # input samples a block's row holds
         self._skip = 0    # down: the first output's window, counted in the next call's windows
-        self._buf = np.zeros(self._keep, np.float32)   # history, then the newest input
+        self._buf = np.zeros(self._keep + self._span, np.float32)   # history, the new input, slack
+        self._products = np.zeros((0, self._span), np.float32)   # the rows, contiguous for BLAS
+        self._outputs = np.zeros((0, self._matrix.shape[1]), np.float32)
         self._layout_for: Optional[tuple] = None
-        self._windows = self._matrix = self._out = None
+        self._layout: tuple = ()
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """Float samples in -> float samples out (a new array)."""
-        out = self._run(x)
-        return out.reshape(-1).copy() if out is not None else np.zeros(0, np.float32)
+        return self._run(x).copy()
 
     def process_pcm(self, pcm: bytes) -> bytes:
         """16-bit LE PCM in -> 16-bit LE PCM out (rounded and clipped)."""
         out = self._run(np.frombuffer(pcm, dtype="<i2", count=len(pcm) // 2))
-        return to_pcm16(out) if out is not None else b""
+        return to_pcm16(out) if len(out) else b""
 
-    def _run(self, x: np.ndarray) -> Optional[np.ndarray]:
-        """The outputs for ``x`` (in any float-castable dtype), in a buffer of this
-        resampler's that the next call overwrites; None when there are none."""
-        n, keep = len(x), self._keep
-        if len(self._buf) != keep + n:
-            buf = np.empty(keep + n, np.float32)
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        """The outputs for ``x`` (in any float-castable dtype), in a buffer of this resampler's
+        that the next call overwrites."""
+        n, keep, block = len(x), self._keep, self._block
+        if self.up:
+            start, outputs = 0, 3 * n
+            blocks = -(-n // block)
+        else:
+            start = self._skip
+            outputs = max(0, -(-(n - start) // 3))     # windows at start, start + 3, ... < n
+            self._skip = start + 3 * outputs - n
+            blocks = -(-outputs // block)
+        need = max(keep + n, start + self._stride * (blocks - 1) + self._span) if blocks else keep + n
+        if len(self._buf) < need:
+            buf = np.zeros(2 * need, np.float32)   # slack meets zeros of the matrix: finite
             buf[:keep] = self._buf[:keep]
             self._buf = buf
+            self._layout_for = None
+        if blocks > len(self._products):
+            self._products = np.zeros((2 * blocks, self._span), np.float32)
+            self._outputs = np.zeros((2 * blocks, self._matrix.shape[1]), np.float32)
+            self._layout_for = None
         buf = self._buf
-        buf[keep:] = x
-        if self.up:
-            rows, start, step = n, 0, 1
+        buf[keep:keep + n] = x     # what lies after it is slack: the outputs it feeds are cut off
+        if blocks:
+            if self._layout_for != (blocks, start, outputs):     # kept while the input's length is
+                self._layout_for = (blocks, start, outputs)
+                self._layout = (np.ndarray((blocks, self._span), np.float32, buffer=buf, offset=4 * start,
+                                           strides=(4 * self._stride, 4)),
+                                self._products[:blocks], self._outputs[:blocks],
+                                self._outputs.reshape(-1)[:outputs])
+            rows, products, out, result = self._layout
+            np.copyto(products, rows)
+            np.matmul(products, self._matrix, out=out)
         else:
-            windows = n    # len(buf) - width + 1
-            start, step = self._skip, 3
-            rows = max(0, -(-(windows - start) // 3))
-            self._skip = start + 3 * rows - windows
-        if rows:
-            layout = (n, rows, start)
-            if layout != self._layout_for:
-                self._layout_for = layout
-                self._windows = np.lib.stride_tricks.as_strided(
-                    buf[start:], (rows, self._width), (4 * step, 4), writeable=False)
-                self._matrix = np.empty((rows, self._width), np.float32)
-                self._out = np.empty((rows, self._bank.shape[1]), np.float32)
-            np.copyto(self._matrix, self._windows)
-            np.matmul(self._matrix, self._bank, out=self._out)
-        buf[:keep] = buf[n:]
-        return self._out if rows else None
+            result = np.zeros(0, np.float32)
+        buf[:keep] = buf[n:n + keep]
+        return result
 
 
 class Resampler:
