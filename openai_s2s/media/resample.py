@@ -39,6 +39,10 @@ def to_pcm16(out: np.ndarray) -> bytes:
 
 
 BLOCK = 32    # outputs of a block down, inputs of a block up
+# Blocks per matrix product at most: OpenBLAS splits a larger product over its threads (here
+# from about 500 blocks, 2 s of audio down), whose workers then spin; the np.convolve this
+# replaced never did. 64 blocks stay on the calling thread (measured).
+SLAB = 64
 
 
 class ThirdsResampler:
@@ -132,7 +136,11 @@ class ThirdsResampler:
                                 self._outputs.reshape(-1)[:outputs])
             rows, products, out, result = self._layout
             np.copyto(products, rows)
-            np.matmul(products, self._matrix, out=out)
+            if blocks <= SLAB:
+                np.matmul(products, self._matrix, out=out)
+            else:
+                for i in range(0, blocks, SLAB):
+                    np.matmul(products[i:i + SLAB], self._matrix, out=out[i:i + SLAB])
         else:
             result = np.zeros(0, np.float32)
         buf[:keep] = buf[n:n + keep]
