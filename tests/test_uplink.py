@@ -210,20 +210,3 @@ def test_a_chunk_carries_the_frames_encoded_one_by_one(fmt_name, chunk_ms, resam
         assert [len(a) for a in appends[:-1]] == [frames_per_chunk * frame_bytes] * (len(appends) - 1)
         assert 0 < len(appends[-1]) <= frames_per_chunk * frame_bytes
     assert sender.appends == len(appends) and sender.bytes_up == len(expected)
-
-
-def test_calls_spread_over_several_pumps_and_each_thread_ends_with_its_last_call():
-    from openai_s2s.call.pump import UplinkPumps
-    pumps = UplinkPumps(2, tick=0.005, name="s2s-uplink-pair")
-    calls = [Recorder() for _ in range(4)]
-    for call in calls:
-        pumps.add(call)
-    try:
-        assert sorted(len(p._members) for p in pumps.pumps) == [2, 2]
-        assert wait_until(lambda: all(c.pumps >= 2 for c in calls), 5)
-        assert len([t for t in threading.enumerate() if t.name == "s2s-uplink-pair"]) == 2
-    finally:
-        for call in calls:
-            pumps.remove(call)
-    assert wait_until(lambda: not pumps.running, 5)
-    pumps.remove(Recorder())          # never added: nothing happens

@@ -13,10 +13,9 @@ for a later tick and the call's own uplink queue, bounded, takes the backlog.
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
-from typing import Dict, Protocol, Set
+from typing import Protocol, Set
 
 from ..log import ERR, log
 from ..threads import OnDemandThread
@@ -73,42 +72,4 @@ class UplinkPump:
         self._wake.wait(max(0.0, self.tick - (time.monotonic() - now)))
 
 
-class UplinkPumps:
-    """The calls spread over ``count`` pumps, each its own thread: a new call goes to the pump
-    with the fewest. Pumps' threads share the GIL, so more of them add no CPU; what they
-    change is how long a call waits for the calls ahead of it in a pass."""
-
-    def __init__(self, count: int = 1, tick: float = TICK, name: str = "s2s-uplink"):
-        self.pumps = [UplinkPump(tick, name) for _ in range(max(1, count))]
-        self._where: Dict[Pumped, UplinkPump] = {}
-        self._lock = threading.Lock()
-
-    def add(self, member: Pumped) -> None:
-        with self._lock:
-            pump = self._where.get(member) or min(self.pumps, key=lambda p: len(p._members))
-            self._where[member] = pump
-        pump.add(member)
-
-    def remove(self, member: Pumped) -> None:
-        with self._lock:
-            pump = self._where.pop(member, None)
-        for p in ([pump] if pump is not None else self.pumps):
-            p.remove(member)
-
-    def wake(self) -> None:
-        for pump in self.pumps:
-            pump.wake()
-
-    @property
-    def running(self) -> bool:
-        return any(pump.running for pump in self.pumps)
-
-
-def _pump_count() -> int:
-    try:
-        return max(1, min(8, int(os.environ.get("OPENAI_S2S_UPLINK_PUMPS", "1"))))
-    except ValueError:
-        return 1
-
-
-PUMP = UplinkPumps(_pump_count())
+PUMP = UplinkPump()
