@@ -130,3 +130,37 @@ def test_g711_is_bit_exact_with_audioop_for_every_sample_and_code():
     assert g711.alaw_encode(every_sample) == audioop.lin2alaw(every_sample, 2)
     assert g711.ulaw_decode(every_code) == audioop.ulaw2lin(every_code, 2)
     assert g711.alaw_decode(every_code) == audioop.alaw2lin(every_code, 2)
+
+
+@pytest.mark.parametrize("up", [True, False])
+def test_fir_resampler_pcm_is_the_filter_within_one_lsb_whatever_the_frame_sizes(up):
+    """16-bit in and out: the polyphase product equals the zero-stuffed (up) or decimated
+    (down) convolution with the filter, computed in float64, to within the float32 rounding
+    of one LSB, in 20 ms frames, 60 ms frames or odd-sized pieces."""
+    from openai_s2s.media.resample import THIRDS_FILTER
+    rate = 8000 if up else 24000
+    x = (np.random.default_rng(7).standard_normal(rate) * 6000).astype("<i2")
+    taps = THIRDS_FILTER.astype(np.float64)
+    if up:
+        stuffed = np.zeros(3 * len(x))
+        stuffed[::3] = x
+        ref = 3 * np.convolve(stuffed, taps)[:3 * len(x)]
+    else:
+        ref = np.convolve(x.astype(np.float64), taps)[:len(x)][::3]
+    ref = np.clip(np.rint(ref), -32768, 32767)
+    frame = rate // 50
+    pcm = x.tobytes()
+    mixed = np.cumsum(np.random.default_rng(8).integers(1, 3 * frame, len(x)))   # sizes changing every call
+    for size in (frame, 3 * frame, 257, "mixed"):
+        r = Resampler(8000, 24000) if up else Resampler(24000, 8000)
+        cuts = [0] + [int(c) for c in mixed[mixed < len(x)]] + [len(x)] if size == "mixed" \
+            else list(range(0, len(x), size)) + [len(x)]
+        out = np.frombuffer(b"".join(r.process(pcm[2 * a:2 * b]) for a, b in zip(cuts, cuts[1:])), "<i2")
+        assert len(out) == len(ref), size
+        assert np.max(np.abs(out.astype(int) - ref.astype(int))) <= 1, size
+
+
+def test_fir_resampler_clips_to_16_bits():
+    square = np.tile(np.r_[np.full(20, 32767), np.full(20, -32768)], 40).astype("<i2").tobytes()
+    out = np.frombuffer(Resampler(8000, 24000).process(square), "<i2")
+    assert out.max() == 32767 and out.min() == -32768    # the filter's overshoot, clipped

@@ -146,3 +146,12 @@ def test_a_fragment_has_fin_clear_and_its_continuation_sets_it():
     last = frames.client_frame(b"world", key, frames.OPCODE_CONTINUATION)
     assert first[0] == 0x01 and last[0] == 0x80
     assert frames.mask(key, first[6:]) == b"hello " and frames.mask(key, last[6:]) == b"world"
+
+
+@pytest.mark.parametrize("size", [1, 3, 255, 256, 257, 1339, 20001])
+def test_mask_matches_websocket_client_either_side_of_the_numpy_threshold(size):
+    data = bytes(range(256)) * (size // 256 + 1)
+    data = data[:size]
+    key = b"\x9a\x00\x7f\xe1"
+    assert frames.mask(key, data) == ABNF.mask(key, data)
+    assert frames.mask(key, memoryview(data)) == ABNF.mask(key, data)   # a fragment is a view

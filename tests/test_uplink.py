@@ -130,3 +130,83 @@ def test_caller_audio_that_waited_past_the_latency_bound_is_dropped_not_sent():
     finally:
         ours.close()
         theirs.close()
+
+
+def _appends_and_events(sock):
+    """Every websocket frame the peer has been sent so far, parsed by websocket-client's reader."""
+    import base64
+    import json
+    from websocket._abnf import frame_buffer
+    sock.settimeout(0.5)
+    data = b""
+    while True:
+        try:
+            part = sock.recv(1 << 20)
+        except socket.timeout:
+            break
+        if not part:
+            break
+        data += part
+    pos = [0]
+
+    def recv(n):
+        piece = data[pos[0]:pos[0] + n]
+        pos[0] += len(piece)
+        return piece
+
+    reader, out = frame_buffer(recv, skip_utf8_validation=True), []
+    while pos[0] < len(data):
+        event = json.loads(reader.recv_frame().data)
+        out.append(base64.b64decode(event["audio"]) if event["type"] == "input_audio_buffer.append" else event)
+    return out
+
+
+@pytest.mark.parametrize("fmt_name,chunk_ms,resampler", [
+    ("pcm", 20, "fir"), ("pcm", 60, "fir"), ("pcm", 30, "fir"), ("pcmu", 60, "fir"), ("pcma", 100, "fir"),
+    ("pcm", 60, "sinc_fastest")])
+def test_a_chunk_carries_the_frames_encoded_one_by_one(fmt_name, chunk_ms, resampler):
+    """Whether the uplink encodes each frame as it comes or a chunk's frames at once, the
+    server gets the audio of the frames encoded one after the other, in appends of chunk_ms
+    (rounded up to whole frames). A client event does not end the chunk (it goes ahead of
+    it); a new format does."""
+    import time
+    import numpy as np
+    from openai_s2s.call.uplink import UplinkSender
+    from openai_s2s.control.config import Settings
+    from openai_s2s.media.codec import UplinkEncoder
+    from openai_s2s.media.formats import BY_NAME
+    fmt = BY_NAME[fmt_name]
+    options = dict(Settings().values, chunk_ms=chunk_ms, resampler=resampler)
+    t = np.arange(8000) / 8000
+    pcm = (6000 * np.sin(2 * np.pi * 440 * t) * np.sin(2 * np.pi * 3 * t)).astype("<i2").tobytes()
+    frames = [pcm[i:i + 320] for i in range(0, len(pcm), 320)][:23]     # 460 ms
+    reference = UplinkEncoder(8000, fmt, resampler)
+    expected = b"".join(reference.encode(f) for f in frames)
+    ours, theirs = socket.socketpair()
+    try:
+        sender = UplinkSender(8000, 160, options, lambda now: None, lambda exc: None)
+        sender.connected(_Ws(ours))
+        sender.start_audio(fmt)
+        for i, frame in enumerate(frames):
+            sender.capture(frame)
+            if i % 2:
+                sender.pump(time.monotonic())
+        sender.event(b'{"type":"input_audio_buffer.commit"}')
+        sender.pump(time.monotonic())
+        sender.start_audio(fmt)
+        sender.pump(time.monotonic())
+        got = _appends_and_events(theirs)
+    finally:
+        ours.close()
+        theirs.close()
+    commit = got.index({"type": "input_audio_buffer.commit"})
+    appends = got[:commit] + got[commit + 1:]
+    assert b"".join(appends) == expected
+    assert commit >= len(got) - 2       # only the unfinished chunk, if any, after it
+    per_sample = 2 if fmt_name == "pcm" else 1
+    frame_bytes = len(reference.encode(bytes(320))) if resampler == "fir" else None
+    if frame_bytes:
+        frames_per_chunk = -(-chunk_ms * fmt.rate // 1000 * per_sample // frame_bytes)
+        assert [len(a) for a in appends[:-1]] == [frames_per_chunk * frame_bytes] * (len(appends) - 1)
+        assert 0 < len(appends[-1]) <= frames_per_chunk * frame_bytes
+    assert sender.appends == len(appends) and sender.bytes_up == len(expected)

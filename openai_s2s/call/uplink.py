@@ -15,7 +15,7 @@ pump's pings and websocket-client's pongs and close, control frames that the RFC
 """
 from __future__ import annotations
 
-import base64
+import binascii
 import collections
 import threading
 import time
@@ -58,7 +58,9 @@ class UplinkSender:
         self.ws: Optional[websocket.WebSocket] = None
         self._writer: Optional[FrameWriter] = None   # under ws.lock
         self._encoder: Optional[UplinkEncoder] = None
-        self._chunk = bytearray()
+        self._chunk = bytearray()       # wire format
+        self._raw = bytearray()         # channel PCM of the same chunk, not yet encoded
+        self._bytes_per_sample: Optional[int] = None   # the encoder's, when it can take a chunk at once
         self._chunk_bytes = 0
         self._chunk_started = 0.0
         self.pending: Optional[Pending] = None    # a frame waiting for room in the socket
@@ -130,6 +132,7 @@ class UplinkSender:
         self.queue.clear()
         self.ws, self._writer, self._encoder = None, None, None
         self._chunk.clear()
+        self._raw.clear()
         self.pending = None
         with self._events_lock:
             self.events_queued = self.event_bytes_queued = 0
@@ -149,6 +152,9 @@ class UplinkSender:
         """Send what is queued, as far as the socket has room, then housekeeping. Never blocks."""
         ws, writer = self.ws, self._writer
         if ws is None or writer is None or self.stopped:
+            return
+        if not self.queue and self.pending is None and now < self._next_ping:
+            self._tick(now)      # nothing to send (a call between two frames): no lock
             return
         lock = getattr(ws, "lock", None)
         # websocket-client's own senders (pong, close) take this lock: frames never interleave.
@@ -171,23 +177,44 @@ class UplinkSender:
         if self.pending is not None and not self._send_pending(ws, writer):
             return
         queue = self.queue
+        chunk, raw = self._chunk, self._raw
         for _ in range(len(queue)):    # what is there now: the media thread keeps appending
             stamp, payload = queue.popleft()
             if stamp is not None:
-                if self._encoder is None or not self.open:
+                encoder = self._encoder
+                if encoder is None or not self.open:
                     continue
                 if stamp < stale:
                     self.dropped_late += 1
                     continue
-                if not self._chunk:
+                if not chunk and not raw:
                     self._chunk_started = stamp
-                self._chunk += self._encoder.encode(payload)
-                if len(self._chunk) < self._chunk_bytes:
-                    continue
+                per_sample = self._bytes_per_sample
+                if per_sample is not None and not len(payload) & 1:
+                    # Encoded as the chunk's last frame comes: one resample and one G.711
+                    # pass a chunk, not one a frame. The same bytes (whole samples, and an
+                    # encoder whose output is exactly per_sample bytes a sample).
+                    if len(chunk) + (len(raw) + len(payload)) // 2 * per_sample < self._chunk_bytes:
+                        raw += payload
+                        continue
+                    if raw:
+                        raw += payload
+                        chunk += encoder.encode(bytes(raw))
+                        raw.clear()
+                    else:
+                        chunk += encoder.encode(payload)
+                else:
+                    if raw:
+                        chunk += encoder.encode(bytes(raw))
+                        raw.clear()
+                    chunk += encoder.encode(payload)
+                    if len(chunk) < self._chunk_bytes:
+                        continue
                 item = self._take_chunk()
             elif isinstance(payload, AudioFormat):
                 item = self._take_chunk()
                 self._encoder = UplinkEncoder(self.rate, payload, self.options["resampler"])
+                self._bytes_per_sample = self._encoder.bytes_per_sample
                 per_sample = 2 if payload.name == "pcm" else 1
                 self._chunk_bytes = self.options["chunk_ms"] * payload.rate // 1000 * per_sample
                 if item is None:
@@ -232,10 +259,14 @@ class UplinkSender:
         return size <= self._room
 
     def _take_chunk(self) -> Optional[Pending]:
-        if not self._chunk:
+        chunk = self._chunk
+        if self._raw:
+            chunk += self._encoder.encode(bytes(self._raw))
+            self._raw.clear()
+        if not chunk:
             return None
-        item = (self.append_head + base64.b64encode(self._chunk) + b'"}', self._chunk_started, len(self._chunk))
-        self._chunk.clear()
+        item = (self.append_head + binascii.b2a_base64(chunk, newline=False) + b'"}', self._chunk_started, len(chunk))
+        chunk.clear()
         return item
 
     def _send_now(self, writer: FrameWriter, data: bytes, started: Optional[float], audio: int) -> int:

@@ -1,7 +1,7 @@
 """Channel PCM to and from the model's wire format: resampling plus G.711 where it applies."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 from . import g711
 from .formats import AudioFormat
@@ -20,6 +20,17 @@ class UplinkEncoder:
         self.format = fmt
         self._resampler = Resampler(channel_rate, fmt.rate, quality)
         self._encode = _ENCODERS[fmt.name]
+        # Wire bytes per channel sample, where every call turns n samples into exactly this
+        # many times n (no resampling, or the by-3 FIR up): then frames encoded together
+        # come out as they would one at a time, and the uplink encodes a chunk at once.
+        # None where the count varies from call to call (libsamplerate, down by 3).
+        per_sample = 2 if fmt.name == "pcm" else 1
+        if self._resampler.passes_through:
+            self.bytes_per_sample: Optional[int] = per_sample
+        elif self._resampler.exact_up:
+            self.bytes_per_sample = per_sample * fmt.rate // channel_rate
+        else:
+            self.bytes_per_sample = None
 
     def encode(self, pcm: bytes) -> bytes:
         return self._encode(self._resampler.process(pcm))
