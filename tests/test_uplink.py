@@ -166,7 +166,7 @@ def _appends_and_events(sock):
     ("pcm", 60, "sinc_fastest")])
 def test_a_chunk_carries_the_frames_encoded_one_by_one(fmt_name, chunk_ms, resampler):
     """Whether the uplink encodes each frame as it comes or a chunk's frames at once, the
-    server gets the audio of the frames encoded one after the other, in appends of chunk_ms
+    server gets the audio of the frames encoded one after the other (to the LSB for the FIR), in appends of chunk_ms
     (rounded up to whole frames). A client event does not end the chunk (it goes ahead of
     it); a new format does."""
     import time
@@ -201,7 +201,15 @@ def test_a_chunk_carries_the_frames_encoded_one_by_one(fmt_name, chunk_ms, resam
         theirs.close()
     commit = got.index({"type": "input_audio_buffer.commit"})
     appends = got[:commit] + got[commit + 1:]
-    assert b"".join(appends) == expected
+    sent = b"".join(appends)
+    if fmt_name == "pcm" and resampler == "fir":
+        # The FIR is one matrix product a call, and OpenBLAS may sum a product of 15 rows in
+        # another order than one of 5 (seen on an AMD EPYC: 2 samples of 3,680, by one LSB).
+        assert len(sent) == len(expected)
+        diff = np.abs(np.frombuffer(sent, "<i2").astype(int) - np.frombuffer(expected, "<i2").astype(int))
+        assert diff.max() <= 1 and np.count_nonzero(diff) <= len(diff) // 500
+    else:
+        assert sent == expected
     assert commit >= len(got) - 2       # only the unfinished chunk, if any, after it
     per_sample = 2 if fmt_name == "pcm" else 1
     frame_bytes = len(reference.encode(bytes(320))) if resampler == "fir" else None

@@ -193,7 +193,8 @@ class UplinkSender:
                 if per_sample is not None and not len(payload) & 1:
                     # Encoded as the chunk's last frame comes: one resample and one G.711
                     # pass a chunk, not one a frame. The same bytes (whole samples, and an
-                    # encoder whose output is exactly per_sample bytes a sample).
+                    # encoder whose output is exactly per_sample bytes a sample), but for the
+                    # FIR's sums, which BLAS may order otherwise for more rows (one LSB).
                     if len(chunk) + (len(raw) + len(payload)) // 2 * per_sample < self._chunk_bytes:
                         raw += payload
                         continue
