@@ -155,3 +155,60 @@ def test_mask_matches_websocket_client_either_side_of_the_numpy_threshold(size):
     key = b"\x9a\x00\x7f\xe1"
     assert frames.mask(key, data) == ABNF.mask(key, data)
     assert frames.mask(key, memoryview(data)) == ABNF.mask(key, data)   # a fragment is a view
+
+
+def _read_all(sock, want):
+    sock.settimeout(2)
+    data = b""
+    while len(data) < want:
+        part = sock.recv(1 << 20)
+        assert part, "the peer closed"
+        data += part
+    return data
+
+
+def test_a_writer_that_may_not_wait_keeps_what_the_kernel_refused_and_writes_it_first_later():
+    """A media thread never waits for the socket: a frame the kernel takes only part of is
+    kept, with the frames after it, and the next send that may wait writes them first, whole
+    and in order."""
+    a, b = socket.socketpair()
+    try:
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        writer = frames.FrameWriter(a, timeout=2.0)
+        writer.may_wait = False
+        payloads = [bytes([i]) * 3000 for i in range(40)]   # far more than the peer's buffers hold
+        for p in payloads[:30]:
+            assert writer.send(p) > len(p)                  # returns at once, never waits
+        assert writer.unfinished is not None                 # the kernel refused some of it
+        writer.may_wait = True
+        got = []
+        reader = threading.Thread(target=lambda: got.append(_read_all(b, sum(
+            len(frames.client_frame(p, b"0000")) for p in payloads))))
+        reader.start()
+        for p in payloads[30:]:
+            writer.send(p)                                   # writes the kept bytes first
+        writer.finish()
+        reader.join(5)
+        data = got[0]
+        for p in payloads:
+            frame, data = _parse(data)
+            assert frame.data == p and frame.fin == 1
+        assert data == b"" and writer.unfinished is None
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_writer_that_may_not_wait_refuses_a_tls_socket():
+    import ssl
+    ctx = ssl.create_default_context()
+    raw = socket.socket()
+    try:
+        tls = ctx.wrap_socket(raw, do_handshake_on_connect=False, server_hostname="x")
+        writer = frames.FrameWriter(tls)
+        assert not writer.raw
+        writer.may_wait = False
+        with pytest.raises(OSError):
+            writer.send(b"x")
+    finally:
+        raw.close()

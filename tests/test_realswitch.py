@@ -229,6 +229,16 @@ def test_parked_call_audio_both_ways_barge_in_and_delete(fs, esl, server):
     assert KEY not in fs.log_text()
 
 
+def switch_thread_names(fs):
+    names = set()
+    for comm in Path(f"/proc/{fs.pid}/task").glob("*/comm"):
+        try:
+            names.add(comm.read_text().strip())
+        except OSError:
+            pass   # a thread that ended meanwhile
+    return names
+
+
 def test_unicast_parked_call_audio_both_ways_barge_in_recreate_and_hangup(fs, esl, server):
     a, b, record = new_call(fs, esl, "unicast", "park_unicast")
     def connects():
@@ -253,6 +263,9 @@ def test_unicast_parked_call_audio_both_ways_barge_in_recreate_and_hangup(fs, es
         assert server.wait_for(lambda: session_status(esl, b)["media"].get("frames_written", 0) > 10, 10)
         status = session_status(esl, b)
         assert status["media"]["media"] == "unicast" and status["media"]["frames_read"] > 50
+        # the media loop sends what it takes: with only unicast calls there is no uplink pump
+        threads = switch_thread_names(fs)
+        assert "s2s-media" in threads and "s2s-uplink" not in threads, threads
         print("unicast media:", status["media"], "latency:", status["latency_ms"])
         if round_ == 0:
             server.reply, server.speed = "tone", 1.5

@@ -94,7 +94,9 @@ def test_the_follow_on_session_hears_the_conversation_so_far(h):
     assert said
     assert wait_until(lambda: len(h.server.connections) == 2, 10)
     second = h.server.connections[1]
-    assert wait_until(lambda: any(e["type"] == "conversation.item.create" for e in second.received))
+    # the replay's events go out one after another, not all in one pass: wait for the last
+    assert wait_until(lambda: any(e["type"] == "conversation.item.create" and e["item"]["role"] == "assistant"
+                                  for e in second.received))
     items = [e["item"] for e in second.received if e["type"] == "conversation.item.create"]
     assert [i["content"][0]["text"] for i in items if i["role"] == "assistant"] == said
     kinds = [e["type"] for e in second.received]

@@ -272,3 +272,91 @@ def test_after_a_codec_change_frames_of_another_size_are_neither_taken_nor_answe
     switch.send(_frame(3))                        # back to the call's size: it goes on
     assert wait_until(lambda: call.stats()["frames_written"] > written)
     call.detach()
+
+
+class Sender:
+    """A call's uplink as the pump sees it (call/pump.py's Pumped): what it had on each pump."""
+
+    def __init__(self, engine, fail=False):
+        self.engine, self.fail = engine, fail
+        self.seen = []          # (thread name, frames captured by then)
+        self.failures = []
+
+    def pump(self, now):
+        self.seen.append((threading.current_thread().name, len(self.engine.captured)))
+        if self.fail:
+            raise RuntimeError("boom")
+
+    def pump_failed(self, exc):
+        self.failures.append(exc)
+
+
+def test_the_loop_is_its_calls_uplink_pump_and_sends_a_frame_in_the_pass_that_took_it(loop):
+    """The thread that takes a caller's frame sends it: no other thread, no later pass."""
+    switch, engine = SwitchSide(), Engine()
+    captured_in = []    # the loop's pass count when each frame was taken
+    engine_capture = engine.capture
+
+    def capture(pcm):
+        captured_in.append(loop._passes)
+        engine_capture(pcm)
+    call = unicast.UnicastCall(switch, loop)
+    call.attach(capture, engine.playout, engine.on_closed)
+    sender = Sender(engine)
+    sender.pump = lambda now, record=sender.pump: (record(now), sender.seen.append(("pass", loop._passes)))
+    call.uplink_pump.add(sender)
+    assert wait_until(lambda: sender.seen)
+    assert {name for name, _ in sender.seen[::2]} == {"s2s-media"}
+    engine.want = 3
+    for i in range(3):
+        switch.send(_frame(i))
+    assert engine.got.wait(3)
+    assert wait_until(lambda: ("pass", captured_in[-1]) in sender.seen)
+    for taken in captured_in:   # each frame: the sender was pumped in the pass that took it, after it
+        at = sender.seen.index(("pass", taken))
+        assert sender.seen[at - 1][1] >= captured_in.index(taken) + 1
+    call.uplink_pump.remove(sender)
+    pumped = len(sender.seen)
+    time.sleep(0.1)
+    assert len(sender.seen) <= pumped + 2   # a pass under way may pump it once more, then never
+    call.detach()
+    assert wait_until(lambda: not loop.running)
+
+
+def test_the_loop_pumps_every_uplink_wait_even_while_its_calls_have_no_frame_due(loop):
+    """Housekeeping runs on the uplink's pump: it must not wait for the next 2 s frame."""
+    switch, engine = SwitchSide(frame_samples=16000), Engine()
+    call = _attach(loop, switch, engine)
+    sender = Sender(engine)
+    call.uplink_pump.add(sender)
+    time.sleep(0.3)
+    assert len(sender.seen) >= 0.3 / unicast.UPLINK_WAIT / 2
+    call.uplink_pump.remove(sender)
+    call.detach()
+
+
+def test_a_failing_uplink_is_told_and_the_loop_goes_on_serving_media(loop):
+    switch, engine = SwitchSide(), Engine([_frame(i) for i in range(5)])
+    call = _attach(loop, switch, engine)
+    bad = Sender(engine, fail=True)
+    call.uplink_pump.add(bad)
+    assert switch.receive(5) == [_frame(i) for i in range(5)]
+    assert wait_until(lambda: len(bad.failures) >= 3)
+    assert call.stats()["errors"] == 0
+    call.uplink_pump.remove(bad)
+    call.detach()
+
+
+def test_an_uplink_left_after_its_call_keeps_the_loop_until_removed(loop):
+    """A session's close removes its uplink before it detaches the media, but a goodbye sent
+    between the two must still go out: the loop runs while it has an uplink."""
+    switch, engine = SwitchSide(), Engine()
+    call = _attach(loop, switch, engine)
+    sender = Sender(engine)
+    call.uplink_pump.add(sender)
+    call.detach()
+    pumped = len(sender.seen)
+    assert wait_until(lambda: len(sender.seen) > pumped + 2)
+    assert loop.running
+    call.uplink_pump.remove(sender)
+    assert wait_until(lambda: not loop.running)

@@ -218,3 +218,84 @@ def test_a_chunk_carries_the_frames_encoded_one_by_one(fmt_name, chunk_ms, resam
         assert [len(a) for a in appends[:-1]] == [frames_per_chunk * frame_bytes] * (len(appends) - 1)
         assert 0 < len(appends[-1]) <= frames_per_chunk * frame_bytes
     assert sender.appends == len(appends) and sender.bytes_up == len(expected)
+
+
+def _open_sender(ours, **changes):
+    from openai_s2s.call.uplink import UplinkSender
+    from openai_s2s.control.config import Settings
+    from openai_s2s.media.formats import PCMU
+    options = dict(Settings().values, **changes)
+    ticks, failures = [], []
+    sender = UplinkSender(8000, 160, options, ticks.append, failures.append)
+    sender.connected(_Ws(ours))
+    sender.start_audio(PCMU)
+    return sender, ticks, failures
+
+
+def test_the_media_thread_sends_the_frame_it_took_and_no_housekeeping():
+    import time
+    ours, theirs = socket.socketpair()
+    try:
+        sender, ticks, _ = _open_sender(ours)
+        sender.capture(bytes(320))
+        sender.send_captured(time.monotonic())
+        got = _appends_and_events(theirs)
+        assert got == [bytes([0xFF]) * 160]         # 20 ms of silence in G.711 u-law, sent now
+        assert sender.appends == 1 and not sender.queue and ticks == []
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_the_media_thread_leaves_the_frame_for_the_pump_while_another_thread_sends():
+    import time
+    ours, theirs = socket.socketpair()
+    try:
+        sender, ticks, _ = _open_sender(ours)
+        sender._sending.acquire()                  # the pump is sending this call's events
+        sender.capture(bytes(320))
+        sender.send_captured(time.monotonic())      # returns at once: no wait for the lock
+        assert sender.appends == 0 and len(sender.queue) == 2    # the format, the frame
+        sender._sending.release()
+        sender.pump(time.monotonic())
+        assert sender.appends == 1 and len(ticks) == 1
+        assert _appends_and_events(theirs) == [bytes([0xFF]) * 160]
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_a_send_that_fails_on_the_media_thread_never_raises_there_and_the_pump_reports_it():
+    import time
+    ours, theirs = socket.socketpair()
+    sender, _, failures = _open_sender(ours)
+    theirs.close()
+    ours.shutdown(socket.SHUT_WR)                  # every write now fails (EPIPE)
+    try:
+        sender.capture(bytes(320))
+        sender.send_captured(time.monotonic())      # must not raise on a media thread
+        assert sender.appends == 0
+        sender.send_captured(time.monotonic())      # nor again, while the failure waits
+        pump = UplinkPump(tick=0.005, name="s2s-uplink-fail")
+        pump.add(sender)
+        try:
+            assert wait_until(lambda: failures, 5)
+        finally:
+            pump.remove(sender)
+        assert isinstance(failures[0], OSError)
+    finally:
+        ours.close()
+
+
+def test_the_media_thread_leaves_a_tls_uplink_to_the_pump():
+    import ssl
+    import time
+    raw = socket.socket()
+    try:
+        tls = ssl.create_default_context().wrap_socket(raw, do_handshake_on_connect=False, server_hostname="x")
+        sender, _, failures = _open_sender(tls)
+        sender.capture(bytes(320))
+        sender.send_captured(time.monotonic())
+        assert len(sender.queue) == 2 and sender.appends == 0 and failures == []   # the format, the frame
+    finally:
+        raw.close()

@@ -44,6 +44,10 @@ class CallMedia(Protocol):
     # (switch/unicast.py). The engine calls it, from its receiver thread, when model audio is queued
     # with nothing ahead of it, so that the first frame need not wait for the next tick. A media
     # bug's frame times are the switch's, and FsCall has no such method.
+    #
+    # Optional: ``uplink_pump``, a call/pump.py ``Pump`` for a media path whose own thread takes
+    # the caller's frames (unicast): that thread then sends them too. Without it the session's
+    # uplink is served by the shared pump.
 
 
 class Switch(Protocol):

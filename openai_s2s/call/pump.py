@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Protocol, Set
+from typing import Iterable, Protocol, Set
 
 from ..log import ERR, log
 from ..threads import OnDemandThread
@@ -24,8 +24,18 @@ TICK = 0.01
 
 
 class Pumped(Protocol):
+    """A call's sender (call/uplink.py): ``pump`` sends what the socket has room for, never blocking."""
+
     def pump(self, now: float) -> None: ...
     def pump_failed(self, exc: BaseException) -> None: ...
+
+
+class Pump(Protocol):
+    """What a session's uplink is served by: this module's ``PUMP``, or a media path's own
+    thread (``CallMedia.uplink_pump``, switch/unicast.py)."""
+    def add(self, member: Pumped) -> None: ...
+    def remove(self, member: Pumped) -> None: ...
+    def wake(self) -> None: ...
 
 
 class UplinkPump:
@@ -61,15 +71,21 @@ class UplinkPump:
         with self._lock:
             members = list(self._members)
         now = time.monotonic()
-        for member in members:
-            try:
-                member.pump(now)
-            except Exception as exc:   # one call's failure is that call's, never the pump's
-                try:
-                    member.pump_failed(exc)
-                except Exception as inner:
-                    log(ERR, f"uplink: a sender's failure handler failed: {inner!r}")
+        pump_all(members, now)
         self._wake.wait(max(0.0, self.tick - (time.monotonic() - now)))
+
+
+def pump_all(members: Iterable[Pumped], now: float) -> None:
+    """One pass over the senders, on whichever thread serves them (this pump's, or the unicast
+    media loop's for its calls)."""
+    for member in members:
+        try:
+            member.pump(now)
+        except Exception as exc:   # one call's failure is that call's, never the pump's
+            try:
+                member.pump_failed(exc)
+            except Exception as inner:
+                log(ERR, f"uplink: a sender's failure handler failed: {inner!r}")
 
 
 PUMP = UplinkPump()

@@ -3,6 +3,7 @@
 Threads and hand-offs, one way per direction:
 
     media thread --capture--> UplinkSender's deque --uplink pump (one thread, all calls)--> websocket
+    (unicast: the s2s-media thread takes the frames and is the pump for its calls)
     websocket --Receiver thread--> protocol --> PlayoutBuffer --next_frame()--> media thread
                                             \\-> FreeSWITCH events
 
@@ -102,6 +103,11 @@ class Session:
         self.ws: Optional[websocket.WebSocket] = None
         # a media path that chooses its own frame times is told when audio starts (host.py)
         self._audio_ready = getattr(call, "audio_ready", None)
+        # and one whose own thread takes the caller's frames sends them too (host.py); on any
+        # other the media thread sends what it took when it can, the shared pump the rest
+        own_pump = getattr(call, "uplink_pump", None)
+        self.pump = own_pump or PUMP
+        self._send_on_capture = own_pump is None
         self.housekeeping = Housekeeping(self)
         self.uplink = UplinkSender(call.rate, call.frame_samples, options,
                                    self.housekeeping.tick, self._uplink_failed)
@@ -158,9 +164,9 @@ class Session:
         self.ws = ws
         self.uplink.connected(ws)
         self.state = "connected"
-        PUMP.add(self.uplink)
+        self.pump.add(self.uplink)
         if self.stopping:    # closed while we attached: close() had nothing to remove
-            PUMP.remove(self.uplink)
+            self.pump.remove(self.uplink)
 
     def close(self, reason: str, code: Optional[int] = None) -> None:
         """End everything, once, from any thread but a media thread; joins within a bound."""
@@ -225,7 +231,7 @@ class Session:
         """GPT-Live finalizes a session on ``session.close`` and says so in ``session.closed``;
         a socket closed without it does not confirm the end. Asked, and awaited briefly."""
         self.uplink.event(b'{"type":"session.close"}')
-        PUMP.wake()
+        self.pump.wake()
         deadline = time.monotonic() + CLOSE_WAIT
         while self.proto.end_reason is None and self.receiver.thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -311,7 +317,7 @@ class Session:
                          name=f"s2s-close-{self.uuid[:8]}").start()
 
     def stop_uplink(self) -> None:
-        PUMP.remove(self.uplink)
+        self.pump.remove(self.uplink)
         self.uplink.stop()
 
     def _uplink_failed(self, exc: BaseException) -> None:
@@ -326,6 +332,8 @@ class Session:
     def _on_capture(self, pcm: bytes) -> None:
         if self.uplink.open and not self.holding_caller:
             self.uplink.capture(pcm)
+            if self._send_on_capture:
+                self.uplink.send_captured(time.monotonic())
 
     def _on_media_closed(self) -> None:
         if not self._closing:
@@ -410,7 +418,7 @@ class Session:
             kind = type(action)
             if kind is Send:
                 self.uplink.event(orjson.dumps(action.event))
-                PUMP.wake()
+                self.pump.wake()
             elif kind is Forward:
                 self.fire(events.SERVER_EVENT, action.body)
             elif kind is Play:
@@ -421,7 +429,7 @@ class Session:
                 self._barge_in(action.cancel)
             elif kind is OpenUplink:
                 self.uplink.start_audio(action.format, action.event)
-                PUMP.wake()
+                self.pump.wake()
             elif kind is SetOutput:
                 self._decoder = DownlinkDecoder(action.format, self.call.rate, self.options["resampler"])
             elif kind is Log:

@@ -86,7 +86,11 @@ def client_frame(payload: bytes, key: bytes, opcode: int = OPCODE_TEXT, fin: boo
 
 
 class FrameWriter:
-    """Writes whole client frames on one connected socket; the caller holds the socket's send lock."""
+    """Writes whole client frames on one connected socket; the caller holds the socket's send lock.
+
+    ``may_wait`` False (a media thread's sends) never waits: where the kernel takes only part
+    of a frame, the rest is kept (``unfinished``, with any frame after it) for the next send
+    that may wait, or ``finish()``, to write first."""
 
     def __init__(self, sock: Any, keys: Optional[MaskKeys] = None, timeout: float = 5.0):
         self.sock = sock
@@ -95,11 +99,20 @@ class FrameWriter:
         # ssl.SSLSocket is a socket.socket too: its bytes must go through the ssl module.
         self.raw = (_libc_send is not None and isinstance(sock, socket.socket)
                     and not isinstance(sock, ssl.SSLSocket))
+        self.may_wait = True
+        self.unfinished: Optional[bytes] = None
 
     def send(self, payload: bytes, opcode: int = OPCODE_TEXT, fin: bool = True) -> int:
         """Write one frame whole; returns its size on the wire. Raises OSError if the socket fails."""
         data = client_frame(payload, self.keys.take(), opcode, fin)
+        if self.unfinished is not None:
+            if not self.may_wait:
+                self.unfinished += data
+                return len(data)
+            self.finish()
         if not self.raw:
+            if not self.may_wait:
+                raise OSError(errno.EWOULDBLOCK, "only a raw socket is written without waiting")
             self._finish(memoryview(data))
             return len(data)
         fd = self.sock.fileno()
@@ -113,10 +126,19 @@ class FrameWriter:
             if err not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
                 raise OSError(err, os.strerror(err))
             sent = 0
+        if not self.may_wait:
+            self.unfinished = bytes(memoryview(data)[sent:])
+            return len(data)
         # The room estimate was wrong: finish the frame, waiting for room up to the timeout,
         # since nothing else may be written until this frame is whole.
         self._finish(memoryview(data)[sent:])
         return len(data)
+
+    def finish(self) -> None:
+        """Write what a send that could not wait left (nothing if none), waiting up to the timeout."""
+        rest, self.unfinished = self.unfinished, None
+        if rest is not None:
+            self._finish(memoryview(rest))
 
     def _finish(self, data: memoryview) -> None:
         """Write all of ``data`` on a blocking or non-blocking socket, plain or TLS."""
