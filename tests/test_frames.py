@@ -212,3 +212,33 @@ def test_a_writer_that_may_not_wait_refuses_a_tls_socket():
             writer.send(b"x")
     finally:
         raw.close()
+
+
+def test_a_writer_that_may_not_wait_writes_what_it_kept_once_the_kernel_has_room_without_waiting():
+    a, b = socket.socketpair()
+    try:
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        writer = frames.FrameWriter(a, timeout=2.0)
+        writer.may_wait = False
+        payloads = [bytes([i]) * 3000 for i in range(20)]
+        for p in payloads:
+            writer.send(p)
+        assert writer.unfinished is not None
+        assert writer.flush_some() is False          # the peer has read nothing: no room, no wait
+        want = sum(len(frames.client_frame(p, b"0000")) for p in payloads)
+        b.settimeout(2)
+        data = b""
+        while writer.unfinished is not None or len(data) < want:
+            try:
+                b.setblocking(False)
+                data += b.recv(1 << 20)
+            except BlockingIOError:
+                pass
+            writer.flush_some()
+        for p in payloads:
+            frame, data = _parse(data)
+            assert frame.data == p
+        assert data == b""
+    finally:
+        a.close()
+        b.close()

@@ -280,9 +280,11 @@ class Sender:
     def __init__(self, engine, fail=False):
         self.engine, self.fail = engine, fail
         self.seen = []          # (thread name, frames captured by then)
+        self.waits = set()      # the wait argument of each pump
         self.failures = []
 
-    def pump(self, now):
+    def pump(self, now, wait=True):
+        self.waits.add(wait)
         self.seen.append((threading.current_thread().name, len(self.engine.captured)))
         if self.fail:
             raise RuntimeError("boom")
@@ -303,10 +305,12 @@ def test_the_loop_is_its_calls_uplink_pump_and_sends_a_frame_in_the_pass_that_to
     call = unicast.UnicastCall(switch, loop)
     call.attach(capture, engine.playout, engine.on_closed)
     sender = Sender(engine)
-    sender.pump = lambda now, record=sender.pump: (record(now), sender.seen.append(("pass", loop._passes)))
+    record = sender.pump
+    sender.pump = lambda now, wait=True: (record(now, wait), sender.seen.append(("pass", loop._passes)))
     call.uplink_pump.add(sender)
     assert wait_until(lambda: sender.seen)
     assert {name for name, _ in sender.seen[::2]} == {"s2s-media"}
+    assert sender.waits == {False}      # the media loop never waits on a socket
     engine.want = 3
     for i in range(3):
         switch.send(_frame(i))

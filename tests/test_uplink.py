@@ -15,7 +15,7 @@ class Recorder:
         self.pumps = 0
         self.failures = []
 
-    def pump(self, now: float) -> None:
+    def pump(self, now: float, wait: bool = True) -> None:
         self.pumps += 1
         if self.fail:
             raise RuntimeError("boom")
@@ -299,3 +299,25 @@ def test_the_media_thread_leaves_a_tls_uplink_to_the_pump():
         assert len(sender.queue) == 2 and sender.appends == 0 and failures == []   # the format, the frame
     finally:
         raw.close()
+
+
+def test_the_media_loop_s_pump_never_waits_to_finish_a_half_written_frame():
+    """The unicast loop pumps its calls' uplinks: a frame the kernel took only part of must
+    not hold it (every call's media) for the send timeout."""
+    import time
+    ours, theirs = socket.socketpair()
+    try:
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        sender, _, failures = _open_sender(ours, send_timeout=600)
+        sender._writer.may_wait = False
+        while sender._writer.unfinished is None:      # the peer reads nothing
+            sender._writer.send(bytes(3000))
+        sender.capture(bytes(320))
+        done = threading.Event()
+        threading.Thread(target=lambda: (sender.pump(time.monotonic(), wait=False), done.set()),
+                         daemon=True).start()
+        assert done.wait(5), "the pump waited for the socket"
+        assert sender._writer.unfinished is not None and failures == []
+    finally:
+        ours.close()
+        theirs.close()

@@ -26,7 +26,7 @@ TICK = 0.01
 class Pumped(Protocol):
     """A call's sender (call/uplink.py): ``pump`` sends what the socket has room for, never blocking."""
 
-    def pump(self, now: float) -> None: ...
+    def pump(self, now: float, wait: bool = True) -> None: ...
     def pump_failed(self, exc: BaseException) -> None: ...
 
 
@@ -75,12 +75,12 @@ class UplinkPump:
         self._wake.wait(max(0.0, self.tick - (time.monotonic() - now)))
 
 
-def pump_all(members: Iterable[Pumped], now: float) -> None:
+def pump_all(members: Iterable[Pumped], now: float, wait: bool = True) -> None:
     """One pass over the senders, on whichever thread serves them (this pump's, or the unicast
-    media loop's for its calls)."""
+    media loop's for its calls, which must not wait: ``wait`` False)."""
     for member in members:
         try:
-            member.pump(now)
+            member.pump(now, wait)
         except Exception as exc:   # one call's failure is that call's, never the pump's
             try:
                 member.pump_failed(exc)

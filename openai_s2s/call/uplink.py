@@ -181,8 +181,11 @@ class UplinkSender:
             self._sending.release()
 
     # -- the pump's thread --------------------------------------------------------
-    def pump(self, now: float) -> None:
-        """Send what is queued, as far as the socket has room, then housekeeping. Never blocks."""
+    def pump(self, now: float, wait: bool = True) -> None:
+        """Send what is queued, as far as the socket has room, then housekeeping. Never blocks
+        on a full socket; ``wait`` False (the unicast media loop) never waits at all on a
+        plain socket, not even to finish a frame the kernel took only part of (TLS: the ssl
+        module's writes, as with the pump)."""
         ws, writer = self.ws, self._writer
         if ws is None or writer is None or self.stopped:
             return
@@ -198,13 +201,20 @@ class UplinkSender:
                 lock = getattr(ws, "lock", None)
                 # websocket-client's own senders (pong, close) take this lock: frames never interleave.
                 if lock is None or lock.acquire(False):
+                    nowait = not wait and writer.raw
+                    writer.may_wait = not nowait
                     try:
-                        writer.finish()   # what the media thread's send left half written
+                        # what a send that could not wait left half written goes first
+                        if nowait:
+                            writer.flush_some()
+                        else:
+                            writer.finish()
                         self._send_queued(ws, writer, now - self.max_latency)
                         if now >= self._next_ping and self._fits(ws, 6):
                             self._room -= writer.send(b"", OPCODE_PING)
                             self._next_ping = now + float(self.options["ping_interval"])
                     finally:
+                        writer.may_wait = True
                         if lock is not None:
                             lock.release()
                 # else the receiver is answering a ping: its turn, ours next tick

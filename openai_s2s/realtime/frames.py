@@ -106,7 +106,7 @@ class FrameWriter:
         """Write one frame whole; returns its size on the wire. Raises OSError if the socket fails."""
         data = client_frame(payload, self.keys.take(), opcode, fin)
         if self.unfinished is not None:
-            if not self.may_wait:
+            if not self.may_wait and not self.flush_some():
                 self.unfinished += data
                 return len(data)
             self.finish()
@@ -133,6 +133,24 @@ class FrameWriter:
         # since nothing else may be written until this frame is whole.
         self._finish(memoryview(data)[sent:])
         return len(data)
+
+    def flush_some(self) -> bool:
+        """Write what the kernel takes now of what a send that could not wait left, without
+        waiting; True once nothing is left. Only on a raw socket (``raw``)."""
+        rest = self.unfinished
+        if rest is None:
+            return True
+        fd = self.sock.fileno()
+        if fd < 0:
+            raise OSError(errno.EBADF, "socket is closed")
+        sent = _libc_send(fd, rest, len(rest), MSG_DONTWAIT | MSG_NOSIGNAL)
+        if sent < 0:
+            err = ctypes.get_errno() or errno.EIO
+            if err not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+                raise OSError(err, os.strerror(err))
+            return False
+        self.unfinished = rest[sent:] if sent < len(rest) else None
+        return self.unfinished is None
 
     def finish(self) -> None:
         """Write what a send that could not wait left (nothing if none), waiting up to the timeout."""

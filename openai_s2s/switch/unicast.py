@@ -231,7 +231,7 @@ class MediaLoop:
             if now >= call.check_at:
                 _guarded(call, call._check, now)
         # after the frames due are out: the uplink's sends never delay what the caller hears
-        pump_all(self._uplinks, time.monotonic())
+        pump_all(self._uplinks, time.monotonic(), wait=False)
 
 
 def _guarded(call: "UnicastCall", step: Callable[[Any], None], arg: Any) -> None:
