@@ -1,4 +1,5 @@
-"""A call's periodic checks, run on the pump's thread every ``TICK``: the playback events, the
+"""A call's periodic checks, run by the thread that pumps its uplink (the shared pump, or the unicast
+loop) every ``TICK``: the playback events, the
 buffer_overrun events, the warning before the session's time limit, a channel that stopped
 writing, and a server that went silent."""
 from __future__ import annotations
