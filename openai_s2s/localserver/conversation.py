@@ -6,7 +6,7 @@ that reads the events in and sends the queue out, and runs the streamed response
 """
 from __future__ import annotations
 
-import base64
+import binascii
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
@@ -136,8 +136,9 @@ class Conversation:
     def on_input_audio_buffer_append(self, event: Dict[str, Any]) -> None:
         fmt = self.state.in_fmt
         try:
-            wire = base64.b64decode(event.get("audio", ""), validate=True)
-        except ValueError:
+            # binascii's strict mode is b64decode(validate=True) without its regular expression
+            wire = binascii.a2b_base64(event.get("audio", ""), strict_mode=True)
+        except (ValueError, TypeError):
             self.error("invalid_value", "audio is not base64", event.get("event_id"))
             return
         self.appends += 1

@@ -44,32 +44,41 @@ class EnergyVad:
 
         ``silence_ms`` None means turn detection is off: the audio is counted, not judged.
         """
-        samples = np.concatenate([self.pending, samples])
+        if len(self.pending):
+            samples = np.concatenate([self.pending, samples])
         window = rate * WINDOW_MS // 1000
-        whole = len(samples) // window * window
+        count = len(samples) // window
+        whole = count * window
         self.pending = samples[whole:]
+        self.audio_ms += count * WINDOW_MS
+        if silence_ms is None or not count:
+            return []
+        # Every window's energy in one product (the server's CPU at 100 calls was a quarter
+        # in np.mean, one call a window): RMS > threshold, squared, without the root.
+        windows = samples[:whole].reshape(count, window).astype(np.float64)
+        energy = np.einsum("ij,ij->i", windows, windows)
+        limit = threshold * threshold * window
         found: List[Union[SpeechStarted, SpeechStopped]] = []
-        for start in range(0, whole, window):
-            self.audio_ms += WINDOW_MS
-            if silence_ms is None:
-                continue
-            event = self._window(samples[start:start + window], rate, threshold, silence_ms)
+        for index in range(count):
+            event = self._window(samples[index * window:(index + 1) * window], bool(energy[index] > limit),
+                                 (count - index - 1) * WINDOW_MS, rate, silence_ms)
             if event is not None:
                 found.append(event)
         return found
 
-    def _window(self, window: np.ndarray, rate: int, threshold: float,
+    def _window(self, window: np.ndarray, loud: bool, later_ms: int, rate: int,
                 silence_ms: int) -> Union[SpeechStarted, SpeechStopped, None]:
-        loud = float(np.sqrt(np.mean(window.astype(np.float64) ** 2))) > threshold
+        """One window; ``later_ms`` of this feed's audio come after it (audio_ms counts them already)."""
+        end_ms = self.audio_ms - later_ms
         if self.speech_item is None:
             if loud:
                 self.speech_item = new_id("item")
                 self.speech, self.silent_ms = [window], 0
-                return SpeechStarted(self.speech_item, max(0, self.audio_ms - WINDOW_MS))
+                return SpeechStarted(self.speech_item, max(0, end_ms - WINDOW_MS))
             return None
         self.speech.append(window)
         self.silent_ms = 0 if loud else self.silent_ms + WINDOW_MS
         if self.silent_ms < silence_ms:
             return None
         item_id, self.speech_item = self.speech_item, None
-        return SpeechStopped(item_id, self.audio_ms, resample(np.concatenate(self.speech), rate, 24000))
+        return SpeechStopped(item_id, end_ms, resample(np.concatenate(self.speech), rate, 24000))
