@@ -1,6 +1,5 @@
 """End to end: the command surface, a fake switch (see fakeswitch.py for what it fakes)
 and a real local Realtime server on loopback."""
-import threading
 import time
 
 import orjson
@@ -69,32 +68,6 @@ def test_tone_in_arrives_as_tone_and_model_audio_is_played(h, rate):
     assert status["counters"]["translations"] == 1
     assert status["latency_ms"]["uplink"]["n"] > 0 and status["latency_ms"]["downlink"]["n"] > 0
     assert any("beta shape translated to GA" in line for line in h.logs)
-
-
-def test_the_media_thread_sends_the_callers_audio_without_the_pump(h, monkeypatch):
-    """On a media path without a loop of its own (the media bug; here the fake's media
-    thread) the thread that takes a frame sends it: with the shared pump's tick at a minute,
-    the caller's audio still reaches the server as it is spoken, from that thread."""
-    from openai_s2s.call import pump as pump_module
-    from openai_s2s.call import uplink as uplink_module
-    monkeypatch.setattr(pump_module.PUMP, "tick", 60.0)
-    senders = set()
-    send = uplink_module.UplinkSender._send_now
-
-    def recorded(self, *args):
-        senders.add(threading.current_thread().name)
-        return send(self, *args)
-    monkeypatch.setattr(uplink_module.UplinkSender, "_send_now", recorded)
-    call = h.call("u-mt")
-    h.create("u-mt")
-    h.connected("u-mt")
-    h.send("u-mt", SEED_SESSION_UPDATE)   # a client event: the pump is woken and sends it
-    assert h.wait_server_event("u-mt", "session.updated")
-    talk(call, seconds=0.4, pause=0.2)
-    assert wait_until(lambda: len(loud(h.uplink_audio())) > 24000 * 2 * 0.3, 3)
-    assert any(name.startswith("fake-media") for name in senders), senders
-    status = orjson.loads(h.api("u-mt status")[4:])
-    assert status["latency_ms"]["uplink"]["p99"] < 1000   # not a minute's tick
 
 
 def test_a_media_path_that_chooses_its_frame_times_is_told_when_audio_starts(h):

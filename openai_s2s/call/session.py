@@ -103,11 +103,8 @@ class Session:
         self.ws: Optional[websocket.WebSocket] = None
         # a media path that chooses its own frame times is told when audio starts (host.py)
         self._audio_ready = getattr(call, "audio_ready", None)
-        # and one whose own thread takes the caller's frames sends them too (host.py); on any
-        # other the media thread sends what it took when it can, the shared pump the rest
-        own_pump = getattr(call, "uplink_pump", None)
-        self.pump = own_pump or PUMP
-        self._send_on_capture = own_pump is None
+        # and one whose own thread takes the caller's frames sends them too (host.py)
+        self.pump = getattr(call, "uplink_pump", None) or PUMP
         self.housekeeping = Housekeeping(self)
         self.uplink = UplinkSender(call.rate, call.frame_samples, options,
                                    self.housekeeping.tick, self._uplink_failed)
@@ -332,8 +329,6 @@ class Session:
     def _on_capture(self, pcm: bytes) -> None:
         if self.uplink.open and not self.holding_caller:
             self.uplink.capture(pcm)
-            if self._send_on_capture:
-                self.uplink.send_captured(time.monotonic())
 
     def _on_media_closed(self) -> None:
         if not self._closing:

@@ -1,17 +1,15 @@
 """One call's uplink: caller audio and client events, queued by the media and API threads and
-written to the websocket.
+written to the websocket by the thread that pumps the call.
 
-    media thread --capture()--> deque --send_captured() on the same thread, or the pump--> websocket
+    media thread --capture()--> deque --UplinkPump (one thread, all calls)--> websocket
+    unicast:  s2s-media takes the frame --> deque --the same thread, in the same pass--> websocket
 
-The thread that takes a caller's frame sends it at once when it can (``send_captured``: the
-media bug's callback; the unicast loop is its calls' pump): it never waits for the socket or a
-lock, and whatever it cannot send now (another thread is sending, the socket is full) stays
-queued for the shared pump (:mod:`openai_s2s.call.pump`), which also sends the client events
-and runs the call's housekeeping. With the pump alone sending for 100 bridged calls, it waited
-for the GIL behind the 100 media threads and the worst call's uplink p99 was 0.42-5 s
-(docs/performance.md).
+The media thread only appends to a deque: no lock, no wake-up. A media bug's callback never
+sends: with the callbacks sending their own call's audio (measured at 100 bridged calls), the
+media threads took 191-193 % of the two cores against 140-164 % and 53,000-63,000 frames were
+late against 10-5,300 (docs/performance.md).
 
-A frame goes out only when the socket has room for all of it, so neither sender ever waits on
+A frame goes out only when the socket has room for all of it, so the shared pump never waits on
 one call's socket. A client event larger than the room (on a real path the room is about half
 of a 70 KB send buffer, and a session.update with long instructions or many tools is larger)
 goes out as a fragmented message (RFC 6455 5.4): a fragment of what fits each time there is
@@ -61,11 +59,7 @@ class UplinkSender:
         self.open = False          # read by the media thread: caller audio is queued only when open
         self.stopped = False
         self.ws: Optional[websocket.WebSocket] = None
-        # One sender at a time: the pump or the media thread, whichever takes it first (never
-        # waited for); websocket-client's own senders (pong, close) take ws.lock as well.
-        self._sending = threading.Lock()
-        self._failure: Optional[BaseException] = None   # the media thread's, for the pump to report
-        self._writer: Optional[FrameWriter] = None   # under _sending and ws.lock
+        self._writer: Optional[FrameWriter] = None   # under ws.lock
         self._encoder: Optional[UplinkEncoder] = None
         self._chunk = bytearray()       # wire format
         self._raw = bytearray()         # channel PCM of the same chunk, not yet encoded
@@ -143,7 +137,6 @@ class UplinkSender:
         self._chunk.clear()
         self._raw.clear()
         self.pending = None
-        self._failure = None
         with self._events_lock:
             self.events_queued = self.event_bytes_queued = 0
         self._fragmented = False
@@ -157,29 +150,6 @@ class UplinkSender:
         interval = float(self.options["ping_interval"])
         self._next_ping = time.monotonic() + interval if interval else float("inf")
 
-    def send_captured(self, now: float) -> None:
-        """The media thread, after capture(): send what is ready, if no one else is sending
-        and the socket has room; else it waits for the pump. Never blocks, never raises."""
-        ws, writer = self.ws, self._writer
-        if ws is None or writer is None or not writer.raw or self.stopped or self._failure is not None:
-            return   # TLS: the ssl module's writes give the GIL up and may wait; the pump's
-        if not self._sending.acquire(False):
-            return
-        try:
-            lock = getattr(ws, "lock", None)
-            if lock is None or lock.acquire(False):
-                writer.may_wait = False
-                try:
-                    self._send_queued(ws, writer, now - self.max_latency)
-                finally:
-                    writer.may_wait = True
-                    if lock is not None:
-                        lock.release()
-        except Exception as exc:   # the pump's next pass reports it, off the media thread
-            self._failure = exc
-        finally:
-            self._sending.release()
-
     # -- the pump's thread --------------------------------------------------------
     def pump(self, now: float, wait: bool = True) -> None:
         """Send what is queued, as far as the socket has room, then housekeeping. Never blocks
@@ -189,37 +159,29 @@ class UplinkSender:
         ws, writer = self.ws, self._writer
         if ws is None or writer is None or self.stopped:
             return
-        failure, self._failure = self._failure, None
-        if failure is not None:
-            raise failure        # the pump's caller tells the session (pump_failed)
         if not self.queue and self.pending is None and now < self._next_ping and writer.unfinished is None:
             self._tick(now)      # nothing to send (a call between two frames): no lock
             return
-        # The media thread may be sending this call's frames now: then its turn, ours next tick.
-        if self._sending.acquire(False):
+        lock = getattr(ws, "lock", None)
+        # websocket-client's own senders (pong, close) take this lock: frames never interleave.
+        if lock is None or lock.acquire(False):
+            nowait = not wait and writer.raw
+            writer.may_wait = not nowait
             try:
-                lock = getattr(ws, "lock", None)
-                # websocket-client's own senders (pong, close) take this lock: frames never interleave.
-                if lock is None or lock.acquire(False):
-                    nowait = not wait and writer.raw
-                    writer.may_wait = not nowait
-                    try:
-                        # what a send that could not wait left half written goes first
-                        if nowait:
-                            writer.flush_some()
-                        else:
-                            writer.finish()
-                        self._send_queued(ws, writer, now - self.max_latency)
-                        if now >= self._next_ping and self._fits(ws, 6):
-                            self._room -= writer.send(b"", OPCODE_PING)
-                            self._next_ping = now + float(self.options["ping_interval"])
-                    finally:
-                        writer.may_wait = True
-                        if lock is not None:
-                            lock.release()
-                # else the receiver is answering a ping: its turn, ours next tick
+                # what a send that could not wait left half written goes first
+                if nowait:
+                    writer.flush_some()
+                else:
+                    writer.finish()
+                self._send_queued(ws, writer, now - self.max_latency)
+                if now >= self._next_ping and self._fits(ws, 6):
+                    self._room -= writer.send(b"", OPCODE_PING)
+                    self._next_ping = now + float(self.options["ping_interval"])
             finally:
-                self._sending.release()
+                writer.may_wait = True
+                if lock is not None:
+                    lock.release()
+        # else the receiver is answering a ping: its turn, ours next tick
         self._tick(now)
 
     def pump_failed(self, exc: BaseException) -> None:
