@@ -364,3 +364,43 @@ def test_an_uplink_left_after_its_call_keeps_the_loop_until_removed(loop):
     assert loop.running
     call.uplink_pump.remove(sender)
     assert wait_until(lambda: not loop.running)
+
+
+def test_a_frame_that_falls_due_while_the_loop_sends_the_uplinks_goes_out_between_them(loop):
+    """The uplinks' sends take time at 100 calls: the caller's frames must not wait for all of them."""
+    order = []
+    switch, engine = SwitchSide(), Engine()
+    engine_playout = engine.playout
+
+    def playout():
+        order.append("serve")
+        return engine_playout()
+    call = unicast.UnicastCall(switch, loop)
+    call.attach(engine.capture, playout, engine.on_closed)
+
+    class Slow:
+        def __init__(self, index):
+            self.index = index
+
+        def pump(self, now, wait=True):
+            time.sleep(0.001)          # 30 of them: longer than a frame
+            order.append(self.index)
+
+        def pump_failed(self, exc):
+            raise AssertionError(exc)
+    slow = [Slow(i) for i in range(30)]
+    for member in slow:
+        call.uplink_pump.add(member)
+    assert wait_until(lambda: order.count(29) >= 4)
+    for member in slow:
+        call.uplink_pump.remove(member)
+    call.detach()
+    # in some pass a frame was served after the first uplink and before the last
+    passes, current = [], None
+    for item in order:
+        if item == 0:
+            current = []
+            passes.append(current)
+        if current is not None:
+            current.append(item)
+    assert any("serve" in p[:p.index(29)] for p in passes if 29 in p), order[:80]

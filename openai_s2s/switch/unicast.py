@@ -42,6 +42,7 @@ CATCH_UP = 3           # most frames sent to one call in one pass when the loop 
 SLOTS = 4              # phases of the frame grid a call may move to when its audio starts
 IDLE_WAIT = 0.1        # the loop's sleep with no call
 UPLINK_WAIT = 0.02     # the longest sleep while it serves an uplink (housekeeping's tick)
+UPLINK_GROUP = 10      # uplinks pumped between two looks at the frames due
 _MAX_DATAGRAM = 8192   # SWITCH_RECOMMENDED_BUFFER_SIZE: the park loop never sends more
 
 
@@ -222,7 +223,22 @@ class MediaLoop:
                 self.datagrams_dropped += 1
             else:
                 _guarded(call, call._datagram, got[1])
+        next_due = self._serve_due(calls)
+        # After the frames due are out, the uplinks, a group at a time: a frame that falls due
+        # meanwhile, or a response's first frame (audio_ready), goes out between two groups
+        # rather than after every call's sends (in the switch at 100 calls the sends took half of
+        # the loop's CPU, about 9 ms of every 20).
+        uplinks = self._uplinks
+        for start in range(0, len(uplinks), UPLINK_GROUP):
+            pump_all(uplinks[start:start + UPLINK_GROUP], time.monotonic(), wait=False)
+            if self._wake.is_set() or time.monotonic() >= next_due:
+                self._wake.clear()
+                next_due = self._serve_due(calls)
+
+    def _serve_due(self, calls: Dict[int, "UnicastCall"]) -> float:
+        """Every call's frame that is due; returns when the next one falls due."""
         now = time.monotonic()
+        next_due = float("inf")
         for call in calls.values():
             if call.starts != call._starts_seen:
                 call._reschedule(now)
@@ -230,8 +246,9 @@ class MediaLoop:
                 _guarded(call, call._serve, now)
             if now >= call.check_at:
                 _guarded(call, call._check, now)
-        # after the frames due are out: the uplink's sends never delay what the caller hears
-        pump_all(self._uplinks, time.monotonic(), wait=False)
+            if call.due < next_due:
+                next_due = call.due
+        return next_due
 
 
 def _guarded(call: "UnicastCall", step: Callable[[Any], None], arg: Any) -> None:
