@@ -37,7 +37,7 @@ from . import callcontrol, events, registry, tally
 from .dtmf import DEFAULT_TEMPLATE, DtmfBatcher, render
 from .host import CallMedia
 from .housekeeping import Housekeeping
-from .pump import PUMP
+from .pump import PUMP, Pump
 from .receiver import Receiver
 from .replay import conversation_items
 from .status import session_status
@@ -104,7 +104,7 @@ class Session:
         # a media path that chooses its own frame times is told when audio starts (host.py)
         self._audio_ready = getattr(call, "audio_ready", None)
         # and one whose own thread takes the caller's frames sends them too (host.py)
-        self.pump = getattr(call, "uplink_pump", None) or PUMP
+        self.pump: Pump = getattr(call, "uplink_pump", None) or PUMP
         self.housekeeping = Housekeeping(self)
         self.uplink = UplinkSender(call.rate, call.frame_samples, options,
                                    self.housekeeping.tick, self._uplink_failed)
