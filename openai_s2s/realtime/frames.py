@@ -88,7 +88,7 @@ def client_frame(payload: bytes, key: bytes, opcode: int = OPCODE_TEXT, fin: boo
 class FrameWriter:
     """Writes whole client frames on one connected socket; the caller holds the socket's send lock.
 
-    ``may_wait`` False (a media thread's sends) never waits: where the kernel takes only part
+    ``may_wait`` False (the unicast media loop's sends) never waits: where the kernel takes only part
     of a frame, the rest is kept (``unfinished``, with any frame after it) for the next send
     that may wait, or ``finish()``, to write first."""
 
