@@ -227,9 +227,10 @@ def received_by_call(stats: Dict[str, Any]) -> Dict[str, Dict[str, int]]:
         call = call_of(row.get("path", ""))
         if call is None:
             continue
-        got = out.setdefault(call, {"appends": 0, "audio_bytes": 0})
+        got = out.setdefault(call, {"appends": 0, "audio_bytes": 0, "events_sent": 0})
         got["appends"] += row["appends"]
         got["audio_bytes"] += row["audio_bytes"]
+        got["events_sent"] += row.get("events_sent", 0)
     return out
 
 
@@ -495,6 +496,8 @@ def run_n(fs: realswitch.RealSwitch, esl: realswitch.Esl, server_url: str, n: in
         "other_cpu_pct": round(100 * ((all1 - all0) - switch_cpu - (srv1 - srv0)) / window, 1),
         "server_appends": sum(r["appends"] for r in received.values()),
         "server_audio_bytes": sum(r["audio_bytes"] for r in received.values()),
+        # every event the server sent the calls, over their whole life (not only the window)
+        "server_events_sent": sum(r["events_sent"] for r in received.values()),
         "switch_threads": threads_by_group(threads0, threads1, window, python_names),
         "rss_before_mb": round(rss_before, 1), "rss_peak_mb": round(rss_peak, 1),
         "rss_per_call_mb": round((rss_peak - rss_before) / n, 2), "rss_after_mb": round(rss_after, 1),

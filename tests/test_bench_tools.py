@@ -57,10 +57,10 @@ def test_a_calls_connection_is_named_by_its_path():
     stats = {"connections": [
         {"path": bench.call_path("b1"), "appends": 10, "audio_bytes": 9600},
         {"path": "/v1/realtime", "appends": 3, "audio_bytes": 2880},          # not the bench's
-        {"path": bench.call_path("b1"), "appends": 1, "audio_bytes": 960},    # b1 reconnected
-        {"path": bench.call_path("b2"), "appends": 2, "audio_bytes": 1920}]}
-    assert bench.received_by_call(stats) == {"b1": {"appends": 11, "audio_bytes": 10560},
-                                             "b2": {"appends": 2, "audio_bytes": 1920}}
+        {"path": bench.call_path("b1"), "appends": 1, "audio_bytes": 960, "events_sent": 4},  # b1 reconnected
+        {"path": bench.call_path("b2"), "appends": 2, "audio_bytes": 1920, "events_sent": 7}]}
+    assert bench.received_by_call(stats) == {"b1": {"appends": 11, "audio_bytes": 10560, "events_sent": 4},
+                                             "b2": {"appends": 2, "audio_bytes": 1920, "events_sent": 7}}
 
 
 def test_wire_frame_bytes():

@@ -1,5 +1,5 @@
-"""The local server counts, per connection, the input_audio_buffer.append events it took and the
-audio bytes they carried, whether or not it records events (a load test turns recording off),
+"""The local server counts, per connection, the input_audio_buffer.append events it took, the
+audio bytes they carried and the events it sent, whether or not it records events (a load test turns recording off),
 and serves every connection's counters as JSON on its stats page."""
 import base64
 import json
@@ -62,4 +62,5 @@ def test_the_stats_page_lists_every_connection_with_totals():
         [row] = stats["connections"]
         assert row["path"] == "/v1/realtime?model=m&bench_call=abc"
         assert (row["appends"], row["audio_bytes"], row["closed"]) == (3, 2880, False)
+        assert row["events_sent"] == 2   # session.created, session.updated: appends answer nothing here
         ws.close()

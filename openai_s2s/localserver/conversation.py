@@ -60,7 +60,8 @@ class Conversation:
     def counters(self) -> Dict[str, Any]:
         """What this connection has taken in, for the stats page and load tests."""
         return {"path": self.path, "generation": self.generation, "closed": self.closed,
-                "appends": self.appends, "audio_bytes": self.audio_bytes}
+                "appends": self.appends, "audio_bytes": self.audio_bytes,
+                "events_sent": self.events_sent}
 
     @property
     def input_ms(self) -> int:

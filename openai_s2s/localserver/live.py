@@ -106,7 +106,8 @@ class LiveConversation(Delegating):
 
     def counters(self) -> Dict[str, Any]:
         return {"path": self.path, "generation": self.generation, "closed": self.closed,
-                "appends": self.appends, "audio_bytes": self.audio_bytes}
+                "appends": self.appends, "audio_bytes": self.audio_bytes,
+                "events_sent": self.events_sent}
 
     @property
     def timeline_ms(self) -> int:
