@@ -167,8 +167,8 @@ def _appends_and_events(sock):
 def test_a_chunk_carries_the_frames_encoded_one_by_one(fmt_name, chunk_ms, resampler):
     """Whether the uplink encodes each frame as it comes or a chunk's frames at once, the
     server gets the audio of the frames encoded one after the other (to the LSB for the FIR), in appends of chunk_ms
-    (rounded up to whole frames). A client event does not end the chunk (it goes ahead of
-    it); a new format does."""
+    (rounded up to whole frames). A client event ends the chunk, as a new format does: the
+    audio captured before it goes before it (a commit carries all of it)."""
     import time
     import numpy as np
     from openai_s2s.call.uplink import UplinkSender
@@ -210,13 +210,13 @@ def test_a_chunk_carries_the_frames_encoded_one_by_one(fmt_name, chunk_ms, resam
         assert diff.max() <= 1 and np.count_nonzero(diff) <= len(diff) // 500
     else:
         assert sent == expected
-    assert commit >= len(got) - 2       # only the unfinished chunk, if any, after it
+    assert commit == len(got) - 1       # after all the audio captured before it
     per_sample = 2 if fmt_name == "pcm" else 1
     frame_bytes = len(reference.encode(bytes(320))) if resampler == "fir" else None
     if frame_bytes:
         frames_per_chunk = -(-chunk_ms * fmt.rate // 1000 * per_sample // frame_bytes)
         assert [len(a) for a in appends[:-1]] == [frames_per_chunk * frame_bytes] * (len(appends) - 1)
-        assert 0 < len(appends[-1]) <= frames_per_chunk * frame_bytes
+        assert 0 < len(appends[-1]) <= frames_per_chunk * frame_bytes   # the chunk the commit ended
     assert sender.appends == len(appends) and sender.bytes_up == len(expected)
 
 

@@ -192,7 +192,9 @@ class UplinkSender:
             return
         queue = self.queue
         chunk, raw = self._chunk, self._raw
-        for _ in range(len(queue)):    # what is there now: the media thread keeps appending
+        for _ in range(len(queue) + 1):    # what is there now (the media thread keeps appending),
+            if not queue:                  # and an event put back behind the audio before it
+                break
             stamp, payload = queue.popleft()
             if stamp is not None:
                 encoder = self._encoder
@@ -235,8 +237,14 @@ class UplinkSender:
                 if item is None:
                     continue
             else:
-                self._event_taken(payload)
-                item = (payload, None, 0)
+                item = self._take_chunk()
+                if item is not None:
+                    # The caller's audio from before the event goes first, as a short append:
+                    # a commit must carry all of it (a held chunk would land in the next turn).
+                    queue.appendleft((None, payload))
+                else:
+                    self._event_taken(payload)
+                    item = (payload, None, 0)
             if not self._fits(ws, len(item[0])):
                 self.pending = item
                 if not self._send_pending(ws, writer):
