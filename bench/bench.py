@@ -1,7 +1,7 @@
 """openai_s2s benchmark: N concurrent two-way calls in a real FreeSWITCH (not a test).
 
     python3 bench/bench.py --shape parked|agent|bridged --calls 1,25,50,100 --seconds 20 \
-        [--chunk-ms 20] --out bench.json [--compare old.json]
+        [--chunk-ms 40] --out bench.json [--compare old.json]
 
 Starts the local Realtime server (its own process) and a FreeSWITCH from the tests'
 minimal configuration (openai_s2s/tools/testswitch.py), places N loopback calls whose caller leg
@@ -37,6 +37,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from openai_s2s.control.config import Settings  # noqa: E402
 from openai_s2s.media.meters import quantile  # noqa: E402
 from openai_s2s.realtime.service import DEFAULT_MODEL  # noqa: E402
 from openai_s2s.tools import testswitch as realswitch  # noqa: E402
@@ -691,8 +692,9 @@ def main() -> int:
                         help="the module's media option (default auto, the module's own: unicast for a "
                              "parked channel without send_silence_when_idle); with --shape parked, bug "
                              "parks the call with send_silence_when_idle, as the media bug needs")
-    parser.add_argument("--chunk-ms", type=int, default=FRAME_MS,
-                        help="the module's chunk-ms: ms of caller audio per input_audio_buffer.append")
+    parser.add_argument("--chunk-ms", type=int, default=Settings().values["chunk_ms"],
+                        help="the module's chunk-ms: ms of caller audio per input_audio_buffer.append "
+                             "(default: the module's)")
     parser.add_argument("--switch-env", action="append", default=[], metavar="NAME=VALUE",
                         help="more environment for the switch (e.g. PYTHONMALLOC=malloc); repeatable")
     parser.add_argument("--busy-threads", type=int, default=0,

@@ -112,7 +112,7 @@ def test_caller_audio_that_waited_past_the_latency_bound_is_dropped_not_sent():
     from openai_s2s.call.uplink import UplinkSender
     from openai_s2s.control.config import Settings
     from openai_s2s.media.formats import PCMU
-    options = dict(Settings().values, uplink_max_latency_ms=500)
+    options = dict(Settings().values, uplink_max_latency_ms=500, chunk_ms=20)   # an append a frame
     ours, theirs = socket.socketpair()
     try:
         sender = UplinkSender(8000, 160, options, lambda now: None, lambda exc: None)
