@@ -366,41 +366,75 @@ def test_an_uplink_left_after_its_call_keeps_the_loop_until_removed(loop):
     assert wait_until(lambda: not loop.running)
 
 
-def test_a_frame_that_falls_due_while_the_loop_sends_the_uplinks_goes_out_between_them(loop):
-    """The uplinks' sends take time at 100 calls: the caller's frames must not wait for all of them."""
-    order = []
-    switch, engine = SwitchSide(), Engine()
-    engine_playout = engine.playout
-
-    def playout():
-        order.append("serve")
-        return engine_playout()
-    call = unicast.UnicastCall(switch, loop)
-    call.attach(engine.capture, playout, engine.on_closed)
-
+def _slow_uplinks(loop, call, count, log):
+    """``count`` uplinks whose pump takes 1 ms and logs ("uplink", pass, index)."""
     class Slow:
         def __init__(self, index):
             self.index = index
 
         def pump(self, now, wait=True):
-            time.sleep(0.001)          # 30 of them: longer than a frame
-            order.append(self.index)
+            time.sleep(0.001)
+            log.append(("uplink", loop._passes, self.index))
 
         def pump_failed(self, exc):
             raise AssertionError(exc)
-    slow = [Slow(i) for i in range(30)]
+    slow = [Slow(i) for i in range(count)]
     for member in slow:
         call.uplink_pump.add(member)
-    assert wait_until(lambda: order.count(29) >= 4)
+    return slow
+
+
+def _passes_logged(log):
+    """The log by pass: {pass: [entries in order]}."""
+    by_pass = {}
+    for entry in log:
+        by_pass.setdefault(entry[1], []).append(entry)
+    return by_pass
+
+
+def test_a_frame_that_falls_due_while_the_loop_sends_the_uplinks_goes_out_between_them(loop):
+    """The uplinks' sends take time at 100 calls: the caller's frames must not wait for all of them."""
+    log = []
+    switch, engine = SwitchSide(), Engine()
+    engine_playout = engine.playout
+
+    def playout():
+        log.append(("serve", loop._passes))
+        return engine_playout()
+    call = unicast.UnicastCall(switch, loop)
+    call.attach(engine.capture, playout, engine.on_closed)
+    slow = _slow_uplinks(loop, call, 30, log)     # 30 ms of sends a pass: longer than a frame
+    assert wait_until(lambda: sum(1 for e in log if e[0] == "uplink") >= 4 * 30)
     for member in slow:
         call.uplink_pump.remove(member)
     call.detach()
-    # in some pass a frame was served after the first uplink and before the last
-    passes, current = [], None
-    for item in order:
-        if item == 0:
-            current = []
-            passes.append(current)
-        if current is not None:
-            current.append(item)
-    assert any("serve" in p[:p.index(29)] for p in passes if 29 in p), order[:80]
+    # in some pass a frame was served after the pass's first uplink and before its last
+    served_between = []
+    for entries in _passes_logged(log).values():
+        kinds = [e[0] for e in entries]
+        if kinds.count("uplink") == 30:
+            first, last = kinds.index("uplink"), len(kinds) - 1 - kinds[::-1].index("uplink")
+            served_between.append("serve" in kinds[first:last])
+    assert any(served_between), log[:80]
+
+
+def test_each_pass_another_group_of_uplinks_goes_first(loop):
+    """The group sent last waits for all the others: which group that is changes every pass,
+    and every uplink is still pumped once a pass."""
+    log = []
+    switch, engine = SwitchSide(frame_samples=16000), Engine()   # one frame in 2 s: uplinks only
+    call = _attach(loop, switch, engine)
+    size = unicast.UPLINK_GROUP
+    slow = _slow_uplinks(loop, call, 3 * size, log)
+    assert wait_until(lambda: sum(1 for e in log if e[0] == "uplink") >= 8 * 3 * size)
+    for member in slow:
+        call.uplink_pump.remove(member)
+    call.detach()
+    whole = {number: [e[2] for e in entries] for number, entries in _passes_logged(log).items()
+             if len(entries) == 3 * size}
+    assert len(whole) >= 4
+    for order in whole.values():
+        assert sorted(order) == list(range(3 * size))       # each once, in a rotated order
+        assert order == [(order[0] + i) % (3 * size) for i in range(3 * size)]
+    steps = [(whole[n + 1][0] - whole[n][0]) % (3 * size) for n in whole if n + 1 in whole]
+    assert len(steps) >= 3 and set(steps) == {size}, whole   # the next pass starts a group on
