@@ -416,25 +416,3 @@ def test_a_frame_that_falls_due_while_the_loop_sends_the_uplinks_goes_out_betwee
             first, last = kinds.index("uplink"), len(kinds) - 1 - kinds[::-1].index("uplink")
             served_between.append("serve" in kinds[first:last])
     assert any(served_between), log[:80]
-
-
-def test_each_pass_another_group_of_uplinks_goes_first(loop):
-    """The group sent last waits for all the others: which group that is changes every pass,
-    and every uplink is still pumped once a pass."""
-    log = []
-    switch, engine = SwitchSide(frame_samples=16000), Engine()   # one frame in 2 s: uplinks only
-    call = _attach(loop, switch, engine)
-    size = unicast.UPLINK_GROUP
-    slow = _slow_uplinks(loop, call, 3 * size, log)
-    assert wait_until(lambda: sum(1 for e in log if e[0] == "uplink") >= 8 * 3 * size)
-    for member in slow:
-        call.uplink_pump.remove(member)
-    call.detach()
-    whole = {number: [e[2] for e in entries] for number, entries in _passes_logged(log).items()
-             if len(entries) == 3 * size}
-    assert len(whole) >= 4
-    for order in whole.values():
-        assert sorted(order) == list(range(3 * size))       # each once, in a rotated order
-        assert order == [(order[0] + i) % (3 * size) for i in range(3 * size)]
-    steps = [(whole[n + 1][0] - whole[n][0]) % (3 * size) for n in whole if n + 1 in whole]
-    assert len(steps) >= 3 and set(steps) == {size}, whole   # the next pass starts a group on

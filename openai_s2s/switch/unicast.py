@@ -81,7 +81,6 @@ class MediaLoop:
         self.uplinks = LoopPump(self)
         self._lock = threading.Lock()   # add/remove, and the thread's start and end
         self._passes = 0
-        self._lead = 0   # where in the uplinks the next pass starts sending (the loop's thread)
         self._pass_done = threading.Condition()
         self._wake = threading.Event()   # set by a call whose audio starts between ticks
         self._sock: Optional[socket.socket] = None
@@ -231,13 +230,6 @@ class MediaLoop:
         # rather than after every call's sends (in the switch at 100 calls the sends took half of
         # the loop's CPU, about 9 ms of every 20).
         uplinks = self._uplinks
-        if len(uplinks) > UPLINK_GROUP:
-            # Each pass another group goes first: the group sent last waits for every other
-            # group's sends (at 100 calls most of a pass), and in a fixed order it was always
-            # the same calls whose audio waited longest.
-            lead = self._lead % len(uplinks)
-            self._lead = lead + UPLINK_GROUP
-            uplinks = uplinks[lead:] + uplinks[:lead]
         for start in range(0, len(uplinks), UPLINK_GROUP):
             pump_all(uplinks[start:start + UPLINK_GROUP], time.monotonic(), wait=False)
             if self._wake.is_set() or time.monotonic() >= next_due:
