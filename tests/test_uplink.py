@@ -232,6 +232,27 @@ def _open_sender(ours, **changes):
     return sender, ticks, failures
 
 
+def test_every_event_goes_after_the_audio_before_it_in_one_pump():
+    """Two client events, each after part of a chunk: one pump sends all of it in the order it
+    was queued, each event behind the short append that carries the audio before it."""
+    import time
+    ours, theirs = socket.socketpair()
+    try:
+        sender, _, _ = _open_sender(ours, chunk_ms=40)     # two G.711 frames an append
+        sender.capture(bytes(320))
+        sender.event(b'{"type":"input_audio_buffer.commit"}')
+        sender.capture(bytes(320))
+        sender.event(b'{"type":"response.create"}')
+        sender.pump(time.monotonic())
+        got = _appends_and_events(theirs)
+    finally:
+        ours.close()
+        theirs.close()
+    assert [g if isinstance(g, dict) else len(g) for g in got] == [
+        160, {"type": "input_audio_buffer.commit"}, 160, {"type": "response.create"}]
+    assert sender.events_queued == 0 and sender.appends == 2
+
+
 def test_the_media_loop_s_pump_never_waits_to_finish_a_half_written_frame():
     """The unicast loop pumps its calls' uplinks: a frame the kernel took only part of must
     not hold it (every call's media) for the send timeout."""

@@ -192,9 +192,9 @@ class UplinkSender:
             return
         queue = self.queue
         chunk, raw = self._chunk, self._raw
-        for _ in range(len(queue) + 1):    # what is there now (the media thread keeps appending),
-            if not queue:                  # and an event put back behind the audio before it
-                break
+        budget = len(queue)    # what is there now: the media thread keeps appending
+        while budget > 0 and queue:
+            budget -= 1
             stamp, payload = queue.popleft()
             if stamp is not None:
                 encoder = self._encoder
@@ -242,6 +242,7 @@ class UplinkSender:
                     # The caller's audio from before the event goes first, as a short append:
                     # a commit must carry all of it (a held chunk would land in the next turn).
                     queue.appendleft((None, payload))
+                    budget += 1
                 else:
                     self._event_taken(payload)
                     item = (payload, None, 0)
