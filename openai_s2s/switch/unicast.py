@@ -68,10 +68,10 @@ class MediaLoop:
 
     The same thread is its calls' uplink pump (``uplinks``): right after it takes the
     callers' frames off the socket it sends them, so a frame waits for no other thread and
-    no GIL hand-off separates the two steps. At 100 parked calls (docs/performance.md, the same
-    machine): with the shared pump (call/pump.py) beside this loop the two threads took 84-92 %
-    of a core, 14,223 frames were late at worst and the worst call's uplink p99 was 100-286 ms;
-    this loop alone 77-83 %, no late frame and 46-86 ms.
+    no GIL hand-off separates the two steps. At 100 parked calls, chunk 20 (docs/performance.md,
+    the same machine): with the shared pump (call/pump.py) beside this loop the two threads
+    took 84-92 % of a core, 14,223 frames were late at worst and the worst call's uplink p99
+    was 100-286 ms; this loop alone 77-83 %, no late frame and 46-86 ms.
     """
 
     def __init__(self, host: str = LOOPBACK):
