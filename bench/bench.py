@@ -705,6 +705,8 @@ def main() -> int:
                              "(default: the module's)")
     parser.add_argument("--switch-env", action="append", default=[], metavar="NAME=VALUE",
                         help="more environment for the switch (e.g. PYTHONMALLOC=malloc); repeatable")
+    parser.add_argument("--switch-arg", action="append", default=[], metavar="OPTION",
+                        help="one more freeswitch option, e.g. -np (no realtime scheduling)")
     parser.add_argument("--busy-threads", type=int, default=0,
                         help="CPU-busy Python threads in the switch during the window (other scripts)")
     parser.add_argument("--tls", action="store_true",
@@ -760,7 +762,7 @@ def main() -> int:
     env = {"OPENAI_S2S_SWITCH_INTERVAL": str(args.switch_interval)} if args.switch_interval else {}
     env["OPENAI_API_KEY"] = KEY   # the agent's key: from the environment, as a deployment's would be
     env.update(item.split("=", 1) for item in args.switch_env)
-    fs = realswitch.RealSwitch(workdir / "fs", dialplan, env=env, modules=modules)
+    fs = realswitch.RealSwitch(workdir / "fs", dialplan, env=env, modules=modules, args=args.switch_arg)
     rows = []
     try:
         fs.write_conf()

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import List, Dict, Optional
+from typing import Dict, List, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[2]   # the checkout: openai_s2s/tools/ -> the repository
 MODULES = ["mod_console", "mod_logfile", "mod_event_socket", "mod_commands", "mod_dptools",
@@ -137,10 +137,12 @@ PARK_EXTENSIONS = """
 
 class RealSwitch:
     def __init__(self, workdir: Path, dialplan: str, env: Optional[Dict[str, str]] = None,
-                 as_installed: bool = False, modules: Optional[List[str]] = None):
+                 as_installed: bool = False, modules: Optional[List[str]] = None,
+                 args: Sequence[str] = ()):
         """as_installed: lay the conf out as a vanilla switch's (one file per configuration,
         mod_python3 commented out, no openai_s2s files, no PYTHONPATH) for the installer to
-        complete; otherwise the project's freeswitch_conf is included and PYTHONPATH is the repo."""
+        complete; otherwise the project's freeswitch_conf is included and PYTHONPATH is the repo.
+        args: more of freeswitch's options (the benchmark's ``-np``, say)."""
         self.prefix = find_prefix()
         self.as_installed = as_installed
         self.workdir = workdir
@@ -149,6 +151,7 @@ class RealSwitch:
         self.env = env or {}
         self.conf = workdir / "conf"
         self.modules = modules or MODULES   # the benchmark swaps in the original C module
+        self.args = list(args)
 
     @property
     def log_path(self) -> Path:
@@ -200,7 +203,7 @@ class RealSwitch:
         if not self.as_installed:
             env["PYTHONPATH"] = str(REPO)
         d = self.workdir
-        cmd = [str(self.prefix / "bin" / "freeswitch"), "-nonat", "-ncwait",
+        cmd = [str(self.prefix / "bin" / "freeswitch"), "-nonat", "-ncwait", *self.args,
                "-conf", str(d / "conf"), "-log", str(d / "log"), "-db", str(d / "db"), "-run", str(d / "run"),
                "-temp", str(d / "temp"), "-storage", str(d / "storage"), "-recordings", str(d / "recordings"),
                "-sounds", str(d / "sounds"), "-scripts", str(d / "scripts")]
