@@ -23,6 +23,15 @@ script the switch runs, not only this module:
   ``OPENAI_S2S_HEAP_TRIM=0``.
 
 A malformed value is logged and the default kept: it never breaks the module's import.
+
+One thing the module reads and does not change: the switch's scheduling. Started as root,
+FreeSWITCH gives itself SCHED_FIFO (priority 1, or the packaged unit's rr 89), and every
+thread it and this module start inherits it. The module's threads do better with it than
+without: at 100 parked calls on 2 cores, with the switch started with ``-np`` (SCHED_OTHER),
+gap max 133-255 ms, 2,018-2,797 frames late and uplink p99 0.36-0.41 s, against 23-52 ms,
+0-71 late and 31-32 ms with it (docs/performance.md); with only the module's threads but
+``s2s-media`` moved to SCHED_OTHER, 60-135 ms, 966-1,491 late, 0.15-0.22 s and a fifth more
+CPU. So the module leaves its threads as the switch made them and warns when it runs without.
 """
 from __future__ import annotations
 
@@ -66,6 +75,35 @@ def set_switch_interval(environ: Mapping[str, str] = os.environ) -> float:
     interval = _env_float("OPENAI_S2S_SWITCH_INTERVAL", DEFAULT_SWITCH_INTERVAL, environ)
     sys.setswitchinterval(interval)
     return interval
+
+
+_POLICIES = {getattr(os, name): name[6:].lower()
+             for name in ("SCHED_OTHER", "SCHED_FIFO", "SCHED_RR", "SCHED_BATCH", "SCHED_IDLE")
+             if hasattr(os, name)}
+
+
+def scheduling(pid: int = 0) -> Optional[Dict[str, Any]]:
+    """A process's scheduling policy and realtime priority (its main thread's, which the
+    switch's threads inherit): {"policy": "fifo", "priority": 1}; None where it cannot be read."""
+    try:
+        policy = os.sched_getscheduler(pid or os.getpid())
+        priority = os.sched_getparam(pid or os.getpid()).sched_priority
+    except (OSError, AttributeError):   # gone, not ours to read, or not Linux
+        return None
+    return {"policy": _POLICIES.get(policy, str(policy)), "priority": priority}
+
+
+def realtime(sched: Optional[Dict[str, Any]]) -> bool:
+    return sched is not None and sched["policy"] in ("fifo", "rr")
+
+
+def warn_without_realtime() -> None:
+    """Log once, at the module's start in the switch, if the switch has no realtime priority."""
+    sched = scheduling()
+    if sched is not None and not realtime(sched):
+        log(WARNING, f"openai_s2s: FreeSWITCH runs without realtime scheduling (SCHED_{sched['policy'].upper()}): "
+            "media frames and the uplink fall behind under load; start it as root without -np/-lp, or "
+            "give it CAP_SYS_NICE (docs/operations.md)")
 
 
 # -- the collector: frozen once, and its pauses measured for `status` ----------------------

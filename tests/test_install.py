@@ -5,6 +5,8 @@ modules.conf.xml, python.conf.xml with its startup-script commented out). The mo
 directory's mod_python3.so is a stand-in file holding only the libpython name the
 doctor reads from a real one; pip is not run (the real-switch tests install for real).
 """
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -120,6 +122,33 @@ def test_doctor_catches_a_python_mismatch(tree):
     (tree.mod_dir / "mod_python3.so").write_bytes(b"libpython3.2.so.1.0")
     checks = doctor.doctor(tree)
     assert any(status == "FAIL" and "embeds Python 3.2" in what for status, what, _ in checks)
+
+
+@pytest.mark.parametrize("realtime", [False, True])
+def test_doctor_reads_the_running_switchs_scheduling(tree, tmp_path, realtime):
+    """Started as root FreeSWITCH takes SCHED_FIFO, and the module's threads inherit it; doctor
+    warns when the switch it finds (its run_dir's pid file) runs without."""
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        if realtime:
+            try:
+                os.sched_setscheduler(proc.pid, os.SCHED_FIFO, os.sched_param(1))
+            except PermissionError:
+                pytest.skip("setting SCHED_FIFO needs root or CAP_SYS_NICE")
+        run = tmp_path / "run"
+        run.mkdir()
+        (run / "freeswitch.pid").write_text(f"{proc.pid}\n")
+        tree.run_dir = run
+        found = [(status, what, hint) for status, what, hint in doctor.doctor(tree) if "scheduling" in what]
+    finally:
+        proc.kill()
+        proc.wait()
+    if realtime:
+        assert found == [("ok", "the running switch has realtime scheduling (SCHED_FIFO 1)", "")]
+    else:
+        assert len(found) == 1 and found[0][:2] == ("warn", "the running switch has no realtime scheduling "
+                                                            "(SCHED_OTHER)")
+        assert "CAP_SYS_NICE" in found[0][2] and "-np" in found[0][2]
 
 
 def test_the_boot_shim_runs_and_puts_its_library_first(tmp_path, monkeypatch):

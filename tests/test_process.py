@@ -47,3 +47,60 @@ def test_malformed_overrides_are_logged_and_never_break_the_import():
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [repr(process.DEFAULT_SWITCH_INTERVAL)] * 2 + ["True"]
     assert "OPENAI_S2S_SWITCH_INTERVAL='abc' ignored" in out.stderr
+
+
+def _sleeper(realtime: bool):
+    """A child process, in SCHED_FIFO 1 (as FreeSWITCH gives itself as root) or as started."""
+    import os
+    import subprocess
+    import pytest
+    proc = subprocess.Popen(["sleep", "30"])
+    if realtime:
+        try:
+            os.sched_setscheduler(proc.pid, os.SCHED_FIFO, os.sched_param(1))
+        except PermissionError:
+            proc.kill()
+            proc.wait()
+            pytest.skip("setting SCHED_FIFO needs root or CAP_SYS_NICE")
+    return proc
+
+
+def test_scheduling_reads_the_policy_and_priority_of_a_process():
+    plain, fifo = _sleeper(False), _sleeper(True)
+    try:
+        assert process.scheduling(plain.pid) == {"policy": "other", "priority": 0}
+        assert process.scheduling(fifo.pid) == {"policy": "fifo", "priority": 1}
+        assert not process.realtime(process.scheduling(plain.pid)) and process.realtime(process.scheduling(fifo.pid))
+    finally:
+        for proc in (plain, fifo):
+            proc.kill()
+            proc.wait()
+    assert process.scheduling(plain.pid) is None   # gone: nothing to read, no exception
+    assert not process.realtime(None)
+
+
+def test_the_module_warns_once_at_start_when_the_switch_has_no_realtime_scheduling():
+    """Run as the switch would run it, once in SCHED_OTHER and once in SCHED_FIFO."""
+    import os
+    import subprocess
+    import sys
+    import pytest
+    code = ("from openai_s2s import log, process\nlines = []\n"
+            "log.set_sink(lambda level, message: lines.append(level + ' ' + message))\n"
+            "process.warn_without_realtime()\nprint(repr(lines))\n")
+
+    def run(preexec=None):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                             preexec_fn=preexec, cwd=os.path.dirname(os.path.dirname(__file__)))
+        assert out.returncode == 0, out.stderr
+        return eval(out.stdout)
+
+    plain = run(lambda: os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0)))
+    assert len(plain) == 1 and plain[0].startswith("WARNING openai_s2s: FreeSWITCH runs without realtime "
+                                                   "scheduling (SCHED_OTHER)"), plain
+    try:
+        os.sched_setscheduler(0, os.sched_getscheduler(0), os.sched_getparam(0))   # allowed at all?
+        fifo = run(lambda: os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1)))
+    except (PermissionError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"cannot start a process in SCHED_FIFO here: {exc}")
+    assert fifo == []

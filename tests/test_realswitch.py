@@ -7,6 +7,7 @@ leg A is "the caller" (tones are played into it, and what it hears is recorded),
 is the channel the module works on.
 """
 import base64
+import os
 import time
 import wave
 from pathlib import Path
@@ -157,6 +158,14 @@ def test_api_is_registered(fs):
     assert fs.cli("uuid_openai_s2s").startswith("-USAGE: uuid_openai_s2s <uuid> session.create")
     assert fs.cli("uuid_openai_s2s no-such-uuid session.delete") == "-ERR no openai_s2s session on no-such-uuid"
     assert fs.cli("python openai_s2s status").startswith('+OK {"sessions":[]')   # the fallback entry point
+    # started as root without -np, the switch takes SCHED_FIFO 1 and the module's threads with it
+    # (as another user it may have none, and the log says so)
+    scheduling = orjson.loads(fs.cli("uuid_openai_s2s status")[4:])["scheduling"]
+    if os.geteuid() == 0:
+        assert scheduling == {"policy": "fifo", "priority": 1}, scheduling
+        assert "without realtime scheduling" not in fs.log_path.read_text()
+    else:
+        assert ("without realtime scheduling" in fs.log_path.read_text()) == (scheduling["policy"] == "other")
 
 
 def test_bgapi_through_esl(esl):

@@ -122,7 +122,8 @@ def _execute(line: str, switch: Any) -> str:
     if words[0] == "status" and len(words) == 1:
         threads = sum(t.name.startswith("s2s-") for t in threading.enumerate())
         return "+OK " + orjson.dumps({"sessions": [s.status() for s in registry.all_sessions()],
-                                      "threads": threads, "python_gc": process.gc_stats()}).decode()
+                                      "threads": threads, "python_gc": process.gc_stats(),
+                                      "scheduling": process.scheduling()}).decode()
     if len(words) < 2:
         if words[0] in COMMANDS:
             return _usage(f"<uuid> {words[0]} ...")

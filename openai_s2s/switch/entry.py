@@ -20,6 +20,7 @@ def switch() -> Any:
         from .host import FsSwitch, console_log
         logmod.set_sink(console_log)
         process.set_switch_interval()
+        process.warn_without_realtime()
         _switch = FsSwitch()
     return _switch
 

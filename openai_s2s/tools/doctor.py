@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from .. import process
 from ..control.config import KEY_ENV_VARS
 from . import models
 from .paths import SHIM_NAME, Paths, uncommented, fs_cli, loads_mod_python3, startup_script
@@ -144,6 +145,18 @@ def doctor(paths: Paths, cli_args: Sequence[str] = ()) -> List[Check]:
             add("warn", f"the switch's PATH finds {python3} first",
                 "the embedded Python may take that installation's standard library; start the switch "
                 "with a PATH without pyenv or a virtualenv")
+
+    if environ is not None:
+        sched = process.scheduling(pid)
+        if sched is None:
+            add("skip", "cannot read the running switch's scheduling", "")
+        elif process.realtime(sched):
+            add("ok", f"the running switch has realtime scheduling (SCHED_{sched['policy'].upper()} {sched['priority']})")
+        else:
+            add("warn", f"the running switch has no realtime scheduling (SCHED_{sched['policy'].upper()})",
+                "media frames and the uplink fall behind under load: start FreeSWITCH as root without -np "
+                "or -lp (it takes SCHED_FIFO itself, and keeps it with -u/-g), or give it CAP_SYS_NICE; "
+                "see docs/operations.md")
 
     checks.extend(model_checks(paths.conf_dir))
 
