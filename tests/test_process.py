@@ -1,7 +1,13 @@
 """openai_s2s.gcpause: the collector's pauses are counted per generation, and what was loaded
 before the first session is frozen out of full collections."""
 import gc
+import json
+import os
+import subprocess
+import sys
 import threading
+
+import pytest
 
 from openai_s2s import process
 
@@ -51,9 +57,6 @@ def test_malformed_overrides_are_logged_and_never_break_the_import():
 
 def _sleeper(realtime: bool):
     """A child process, in SCHED_FIFO 1 (as FreeSWITCH gives itself as root) or as started."""
-    import os
-    import subprocess
-    import pytest
     proc = subprocess.Popen(["sleep", "30"])
     if realtime:
         try:
@@ -81,25 +84,20 @@ def test_scheduling_reads_the_policy_and_priority_of_a_process():
 
 def test_the_module_warns_once_at_start_when_the_switch_has_no_realtime_scheduling():
     """Run as the switch would run it, once in SCHED_OTHER and once in SCHED_FIFO."""
-    import os
-    import subprocess
-    import sys
-    import pytest
-    code = ("from openai_s2s import log, process\nlines = []\n"
+    code = ("import json\nfrom openai_s2s import log, process\nlines = []\n"
             "log.set_sink(lambda level, message: lines.append(level + ' ' + message))\n"
-            "process.warn_without_realtime()\nprint(repr(lines))\n")
+            "process.warn_without_realtime()\nprint(json.dumps(lines))\n")
 
     def run(preexec=None):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                              preexec_fn=preexec, cwd=os.path.dirname(os.path.dirname(__file__)))
         assert out.returncode == 0, out.stderr
-        return eval(out.stdout)
+        return json.loads(out.stdout)
 
     plain = run(lambda: os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0)))
     assert len(plain) == 1 and plain[0].startswith("WARNING openai_s2s: FreeSWITCH runs without realtime "
                                                    "scheduling (SCHED_OTHER)"), plain
     try:
-        os.sched_setscheduler(0, os.sched_getscheduler(0), os.sched_getparam(0))   # allowed at all?
         fifo = run(lambda: os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1)))
     except (PermissionError, subprocess.SubprocessError) as exc:
         pytest.skip(f"cannot start a process in SCHED_FIFO here: {exc}")
