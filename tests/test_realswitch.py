@@ -487,3 +487,19 @@ def test_shutdown_with_sessions_active(fs, esl, server):
     log = fs.log_text()
     assert "Segmentation" not in log and "Fatal Python error" not in log
     assert KEY not in log
+
+
+def test_a_switch_without_realtime_scheduling_is_named_in_status_and_the_log(server, tmp_path):
+    """Started with -np the switch stays in SCHED_OTHER: the module says so once, at its start."""
+    switch = realswitch.RealSwitch(tmp_path / "fs-np", dialplan(server.url), env={"OPENAI_API_KEY": KEY},
+                                   args=["-np"])
+    switch.start()
+    try:
+        assert switch.wait_for_api()
+        status = switch.cli("uuid_openai_s2s status")
+        assert orjson.loads(status[4:])["scheduling"] == {"policy": "other", "priority": 0}, status
+        switch.cli("uuid_openai_s2s status")
+        log = switch.log_path.read_text()
+        assert log.count("FreeSWITCH runs without realtime scheduling (SCHED_OTHER)") == 1, log[-2000:]
+    finally:
+        switch.stop()
