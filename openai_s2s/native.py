@@ -36,6 +36,8 @@ SWITCH_ABC_TYPE_CLOSE = 8
 SMBF_READ_STREAM = 1 << 0
 SMBF_WRITE_REPLACE = 1 << 2
 SMBF_NO_PAUSE = 1 << 10
+SMBF_LOCK = 1 << 12     # the switch's remove_all passes the bug by until the session is destroyed
+SMBF_PAUSE = 1 << 27    # the switch calls nothing for the bug while set (1.10.10 and later)
 
 # switch_channel_flag_t positions (the same from 1.10.0 to master; tests/test_realswitch_native.py
 # checks them against the installed headers)
@@ -126,6 +128,8 @@ PROTOTYPES = {
     "switch_core_media_bug_flush": (None, [c_void_p]),
     "switch_core_media_bug_get_write_replace_frame": (POINTER(SwitchFrame), [c_void_p]),
     "switch_core_media_bug_set_write_replace_frame": (None, [c_void_p, POINTER(SwitchFrame)]),
+    "switch_core_media_bug_set_flag": (c_uint32, [c_void_p, c_uint32]),
+    "switch_core_media_bug_clear_flag": (c_uint32, [c_void_p, c_uint32]),
     "switch_channel_get_variable_dup": (c_char_p, [c_void_p, c_char_p, c_int, c_int]),
     "switch_channel_set_variable_var_check": (c_int, [c_void_p, c_char_p, c_char_p, c_int]),
     "switch_channel_event_set_data": (None, [c_void_p, c_void_p]),
@@ -154,14 +158,16 @@ PROTOTYPES = {
     "switch_ivr_session_transfer": (c_int, [c_void_p, c_char_p, c_char_p, c_char_p]),
     "switch_core_session_send_dtmf_string": (c_int, [c_void_p, c_char_p]),
 }
-# Called on media threads inside the bug callback, where the GIL is already held. ctypes
-# gives the GIL up around every CDLL call, and taking it back means queueing behind every
-# other Python thread; these calls are short and never wait on anything that needs Python
-# (the capture bug's mutexes are only held by the switch's own buffer copies: that bug has no
-# callback), so they keep it.
+# Called on media threads inside the bug callback, and by the uplink pump for every bridged
+# call on each pass. ctypes gives the GIL up around every CDLL call, and taking it back means
+# queueing behind every other Python thread; these calls are short and never wait on anything
+# that needs Python (the capture bug's mutexes are only held by the switch's own buffer copies:
+# that bug has no callback), so they keep it.
 KEEP_GIL = {"switch_core_media_bug_read", "switch_core_media_bug_flush",
             "switch_core_media_bug_get_write_replace_frame",
             "switch_core_media_bug_set_write_replace_frame",
+            # a bit set or cleared in the bug's flags: no lock at all
+            "switch_core_media_bug_set_flag", "switch_core_media_bug_clear_flag",
             # a header lookup in the event the DTMF callback is handed: no lock, no wait
             "switch_event_get_header_idx"}
 # What tests/test_realswitch_native.py compiles against the installed headers: each struct's
@@ -174,7 +180,8 @@ C_STRUCTS = [(SwitchFrame, "switch_frame_t", True),
              (SwitchApiInterface, "switch_api_interface_t", True)]
 C_CONSTANTS = ["SWITCH_STATUS_SUCCESS", "SWITCH_STATUS_FALSE", "SWITCH_FALSE", "SWITCH_TRUE",
                "SWITCH_ABC_TYPE_WRITE_REPLACE", "SWITCH_ABC_TYPE_CLOSE", "SMBF_READ_STREAM",
-               "SMBF_WRITE_REPLACE", "SMBF_NO_PAUSE", "CF_UNICAST", "CF_PARK", "SWITCH_API_INTERFACE",
+               "SMBF_WRITE_REPLACE", "SMBF_NO_PAUSE", "SMBF_LOCK", "SMBF_PAUSE", "CF_UNICAST", "CF_PARK",
+               "SWITCH_API_INTERFACE",
                "SWITCH_RECOMMENDED_BUFFER_SIZE", "SWITCH_EVENT_DTMF", "SWITCH_CAUSE_NORMAL_CLEARING"]
 
 # Variadic or macro-only functions are deliberately absent: ctypes cannot call a

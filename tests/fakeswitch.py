@@ -57,7 +57,8 @@ class FakeCall:
         return self.variables.get(name)
 
     def attach(self, capture: Callable[[bytes], None], playout: Callable[[], Optional[bytes]],
-               closed: Callable[[], None], mix: bool = True) -> None:
+               closed: Callable[[], None], mix: bool = True,
+               active: Optional[Callable[[], bool]] = None) -> None:
         # The fake channel writes silence, so mixing and replacing sound the same here.
         if self.attached:
             raise RuntimeError("media bug already attached")

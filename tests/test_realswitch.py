@@ -304,6 +304,29 @@ def test_unicast_parked_call_audio_both_ways_barge_in_recreate_and_hangup(fs, es
     assert KEY not in fs.log_text()
 
 
+def test_hangup_on_the_media_bug_ends_the_session_and_the_channel(fs, esl, server):
+    """The capture bug is locked against the switch's removal at hangup: the session's own
+    destruction still takes it, and nothing holds the channel."""
+    a, b, _ = new_call(fs, esl, "hangupbug")
+    api(esl, f"uuid_setvar {b} openai_s2s_media bug")
+    api(esl, f"uuid_openai_s2s {b} session.create {server.url} v1/realtime bearer {KEY}")
+    assert wait_event(esl, "openai_s2s::connect", lambda e: e.get("Unique-ID") == b)
+    assert session_status(esl, b)["media"]["media"] == "bug"
+    api(esl, f"uuid_openai_s2s {b} client.event {{\"type\":\"session.update\",\"session\":{{\"type\":\"realtime\"}}}}")
+    api(esl, f"uuid_broadcast {a} tone_stream://%(400,0,500) aleg")
+    assert server_event(esl, b, "output_audio.playback_started")
+    assert session_status(esl, b)["media"]["frames_read"] > 0
+    api(esl, f"uuid_kill {a}")         # hang up while audio flows both ways
+    disconnect = wait_event(esl, "openai_s2s::disconnect", lambda e: e.get("Unique-ID") == b)
+    assert disconnect is not None and orjson.loads(disconnect["_body"])["reason"] == "hangup"
+    deadline = time.monotonic() + 5
+    while api(esl, f"uuid_exists {b}").strip() != "false" and time.monotonic() < deadline:
+        esl.wait(0.1)
+    assert api(esl, f"uuid_exists {b}").strip() == "false"
+    status = orjson.loads(fs.cli("uuid_openai_s2s status")[4:])
+    assert status["sessions"] == [] and status["threads"] == 0, status
+
+
 def test_unicast_refused_with_a_clear_error_where_it_cannot_work(fs, esl, server):
     a, b, _ = new_call(fs, esl, "unicast-silence")          # parked with send_silence_when_idle
     api(esl, f"uuid_setvar {b} openai_s2s_media unicast")
@@ -376,7 +399,26 @@ def test_bridged_call_hears_the_model_mixed_with_the_other_leg(fs, esl, server):
     api(esl, f"uuid_broadcast {a} tone_stream://%(600,0,440) aleg")       # the caller speaks
     assert server_event(esl, b, "output_audio.playback_started")
     assert server_event(esl, b, "output_audio.playback_stopped")
+    # the reply over, the playout bug has paused itself: no Python on B's media thread
+    deadline = time.monotonic() + 3
+    while not session_status(esl, b)["media"]["write_paused"] and time.monotonic() < deadline:
+        esl.wait(0.1)
+    paused = session_status(esl, b)["media"]
+    assert paused["write_paused"] and paused["write_pauses"] >= 1 and paused["can_pause"], paused
+    esl.wait(0.5)
+    assert session_status(esl, b)["media"]["write_callbacks"] == paused["write_callbacks"]
+    # and the next reply resumes it: the caller hears that one too
+    def stops():
+        return sum(1 for e in list(esl.events) if e.get("Event-Subclass") == "openai_s2s::server_event"
+                   and e.get("Unique-ID") == b and '"output_audio.playback_stopped"' in e.get("_body", ""))
+    assert stops() == 1
+    api(esl, f"uuid_broadcast {a} tone_stream://%(600,0,440) aleg")
+    deadline = time.monotonic() + 10
+    while stops() < 2 and time.monotonic() < deadline:
+        esl.wait(0.1)
     status = session_status(esl, b)
+    assert stops() == 2 and status["media"]["frames_written"] > paused["frames_written"] + 20, status["media"]
+    assert status["media"]["frames_read"] > paused["frames_read"], status   # the pump kept pulling
     api(esl, f"uuid_openai_s2s {b} session.delete")
     api(esl, f"uuid_kill {a}")
     esl.wait(0.5)

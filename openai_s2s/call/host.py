@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Optional, Protocol
 
-CaptureFn = Callable[[bytes], None]           # media thread -> engine: one frame of caller audio
+CaptureFn = Callable[..., None]               # (pcm, at=None) -> engine: a frame of caller audio, captured at ``at``
 PlayoutFn = Callable[[], Optional[bytes]]     # media thread <- engine: one frame for the caller, or None
 ClosedFn = Callable[[], None]                 # the channel's media is gone (hangup)
 
@@ -21,11 +21,13 @@ class CallMedia(Protocol):
 
     def variable(self, name: str) -> Optional[str]: ...
 
-    def attach(self, capture: CaptureFn, playout: PlayoutFn, closed: ClosedFn, mix: bool = True) -> None:
-        """For each frame the channel writes to the caller, call ``capture`` with the caller
-        frames received since the last one, then ``playout`` for the frame to mix into what
-        the channel writes (or replace it). A channel that writes nothing calls neither.
-        Raises RuntimeError if the media cannot be reached."""
+    def attach(self, capture: CaptureFn, playout: PlayoutFn, closed: ClosedFn, mix: bool = True,
+               active: Optional[Callable[[], bool]] = None) -> None:
+        """Call ``capture`` with each frame of the caller's audio, and ``playout`` for each
+        frame the channel writes to the caller, for the frame to mix into it (or replace it).
+        While ``active()`` is False (the model has nothing for the caller now or soon) the media
+        path may stop asking ``playout`` until ``audio_ready()``. Raises RuntimeError if the
+        media cannot be reached."""
 
     def detach(self) -> None:
         """Stop the callbacks; when this returns none is running or will run."""
@@ -40,14 +42,18 @@ class CallMedia(Protocol):
     def send_dtmf(self, digits: str) -> None:
         """Play digits (0-9 * # A-D) to the far end; raises RuntimeError if the channel is gone."""
 
-    # Optional: ``audio_ready()``, for a channel whose frame times are the module's to choose
-    # (switch/unicast.py). The engine calls it, from its receiver thread, when model audio is queued
-    # with nothing ahead of it, so that the first frame need not wait for the next tick. A media
-    # bug's frame times are the switch's, and FsCall has no such method.
+    # Optional: ``audio_ready()``. The engine calls it, from its receiver thread, when model
+    # audio is queued with nothing ahead of it: unicast (frame times the module's to choose) sends
+    # the first frame without waiting for the next tick, and the media bug resumes its paused
+    # playout.
     #
     # Optional: ``uplink_pump``, a call/pump.py ``Pump`` for a media path whose own thread takes
     # the caller's frames (unicast): that thread then sends them too. Without it the session's
     # uplink is served by the shared pump.
+    #
+    # Optional: ``pull_capture()``, for a media path whose caller frames wait in the switch (the
+    # media bug's capture bug): the pump calls it on each pass, before it sends, and it hands
+    # what is waiting to ``capture`` with each frame's capture time.
 
 
 class Switch(Protocol):

@@ -108,6 +108,8 @@ class Session:
         self.housekeeping = Housekeeping(self)
         self.uplink = UplinkSender(call.rate, call.frame_samples, options,
                                    self.housekeeping.tick, self._uplink_failed)
+        # a media path whose caller frames wait in the switch for the pump to take them (host.py)
+        self.uplink.source = getattr(call, "pull_capture", None)
         self.receiver = Receiver(self)
         self.tools = ToolRunner(self)     # the function calls the module answers itself
         self.transcript = TranscriptStore()
@@ -131,7 +133,7 @@ class Session:
     def start(self) -> None:
         """Attach to the call's media and start connecting. Raises RuntimeError if media fails."""
         self.call.attach(self._on_capture, self.playout.next_frame, self._on_media_closed,
-                         mix=self.options["playout_mode"] == "mix")
+                         mix=self.options["playout_mode"] == "mix", active=lambda: self.playout.active)
         self.receiver.start()
 
     def keep_secret(self, secret: Optional[str]) -> None:
@@ -326,9 +328,9 @@ class Session:
             self.close_soon(f"internal error: {exc!r}")
 
     # -- media thread ------------------------------------------------------------
-    def _on_capture(self, pcm: bytes) -> None:
+    def _on_capture(self, pcm: bytes, at: Optional[float] = None) -> None:
         if self.uplink.open and not self.holding_caller:
-            self.uplink.capture(pcm)
+            self.uplink.capture(pcm, at)
 
     def _on_media_closed(self) -> None:
         if not self._closing:

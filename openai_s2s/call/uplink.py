@@ -57,6 +57,10 @@ class UplinkSender:
         self.max_latency = options["uplink_max_latency_ms"] / 1000
         self.append_head = _APPEND_HEAD
         self.open = False          # read by the media thread: caller audio is queued only when open
+        self.opened_at = float("inf")   # when it last opened: audio captured before that stays
+        # the media path's pull of the caller's frames, on the pump's thread before each send
+        # (a media bug's, where the frames wait in the switch); None where they are pushed
+        self.source: Optional[Callable[[], None]] = None
         self.stopped = False
         self.ws: Optional[websocket.WebSocket] = None
         self._writer: Optional[FrameWriter] = None   # under ws.lock
@@ -92,13 +96,19 @@ class UplinkSender:
         return self.dropped + self.dropped_late
 
     # -- producers ---------------------------------------------------------------
-    def capture(self, pcm: bytes) -> None:
-        """Media thread: one frame of caller audio."""
+    def capture(self, pcm: bytes, at: Optional[float] = None) -> None:
+        """One frame of caller audio, captured at ``at`` (now if None): from the media thread,
+        or from a pull on the pump's own. A frame captured before the uplink opened (it waited
+        in the switch for the pull) is not the session's: it is left out, as it would have been."""
+        if at is None:
+            at = time.monotonic()
+        elif at < self.opened_at:
+            return
         if len(self.queue) >= self.max_frames:
             self.dropped += 1
             return
         self.frames_in += 1
-        self.queue.append((time.monotonic(), pcm))
+        self.queue.append((at, pcm))
 
     def refuses_event(self, size: int) -> Optional[str]:
         """Why a client event of ``size`` bytes cannot be queued now, or None."""
@@ -123,6 +133,8 @@ class UplinkSender:
         client events of type ``event``."""
         self.append_head = b'{"type":"' + event.encode() + b'","audio":"'
         self.queue.append((None, fmt))
+        if not self.open:
+            self.opened_at = time.monotonic()
         self.open = True
 
     def stop(self) -> None:
@@ -156,6 +168,8 @@ class UplinkSender:
         on a full socket; ``wait`` False (the unicast media loop) never waits at all on a
         plain socket, not even to finish a frame the kernel took only part of (TLS: the ssl
         module's writes, as with the pump)."""
+        if self.source is not None:
+            self.source()
         ws, writer = self.ws, self._writer
         if ws is None or writer is None or self.stopped:
             return

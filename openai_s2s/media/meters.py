@@ -30,6 +30,10 @@ class GapMeter:
         self._last = now
         return gap
 
+    def pause(self) -> None:
+        """No frames for a while, by design (the next one is not a gap after this one)."""
+        self._last = 0.0
+
     def stats(self) -> Dict[str, Optional[float]]:
         return {"write_gap_p50_ms": histogram_quantile(self.histogram, 0.5),
                 "write_gap_p99_ms": histogram_quantile(self.histogram, 0.99),

@@ -1,13 +1,22 @@
 """A channel's media through a media bug: :class:`FsCall`, the switch's side of
 :class:`openai_s2s.call.host.CallMedia`.
 
-Runs only inside the switch. A call has two media bugs: one that only buffers the caller's
-audio (READ_STREAM, no callback: the switch copies into the bug's buffer and calls nothing),
-and one whose WRITE_REPLACE callback runs Python on the media thread once per frame: it drains
-the first bug's buffer into the uplink and copies the model's audio out. One callback per
-frame instead of two: each one has to take the GIL, and at 100 calls taking it (futex waits
-and wake-ups behind the other threads) cost more than the work. The callback never blocks
-and never lets an exception escape.
+Runs only inside the switch. A call has two media bugs, and Python runs on the channel's media
+thread only while the model has audio for the caller:
+
+- the capture bug (READ_STREAM, no callback) only buffers the caller's audio: the switch copies
+  each frame into the bug's buffer and calls nothing. The uplink pump takes the frames from
+  there on each pass (:meth:`FsCall.pull_capture`), on its own thread. The bug is locked
+  (SMBF_LOCK), so no one but this module removes it before the session is destroyed, and the
+  playout bug's close, which always comes first, ends the pump's reads.
+- the playout bug (WRITE_REPLACE) runs its callback on the media thread once per frame the
+  channel writes, and copies the model's audio into it. When the model has nothing more to
+  say the callback pauses its own bug (SMBF_PAUSE: the switch then calls nothing) and the
+  session's next audio resumes it.
+
+At 100 bridged calls every callback, work or not, has to take the GIL on one of 100 media
+threads, and taking it (futex waits behind the other threads) cost more than the work
+(docs/performance.md). The callback never blocks and never lets an exception escape.
 """
 from __future__ import annotations
 
@@ -28,9 +37,10 @@ BUG_NAME = b"openai_s2s"
 CAPTURE_BUG_NAME = b"openai_s2s_capture"
 # host:switch-port:module-port of the unicast connection this module made (see start_unicast)
 UNICAST_VAR = "openai_s2s_unicast"
-# Writes that stop for longer than this leave stale caller audio in the capture bug's
-# buffer (it holds up to 512 KB): it is flushed rather than sent late.
-STALE_CAPTURE = 0.2
+# Frames taken from the capture bug in one pull at most (2 s at 20 ms). The uplink drops, and
+# counts, what is older than it sends; more than this waits only before the session's uplink
+# first runs (the connect), and that audio is older still: it is flushed.
+MAX_PULL = 100
 
 # Live bugs by id: the C side holds only the integer, so a stale pointer can never
 # reach a freed Python object. Never reloaded (this module is not the entry module).
@@ -81,16 +91,27 @@ class FsCall:
         self._capture: Optional[Callable[[bytes], None]] = None
         self._playout: Optional[Callable[[], Optional[bytes]]] = None
         self._closed_cb: Optional[Callable[[], None]] = None
+        self._active: Callable[[], bool] = lambda: True
         self._read_buf = ctypes.create_string_buffer(native.SWITCH_RECOMMENDED_BUFFER_SIZE)
         self._frame = native.SwitchFrame()
         self._frame.data = ctypes.cast(self._read_buf, ctypes.c_void_p)
         self._frame.buflen = native.SWITCH_RECOMMENDED_BUFFER_SIZE
         self._lock = threading.Lock()   # attach/detach only; never taken on the media thread
+        # The pump's reads of the capture bug and the receiver's resume of the playout bug hold
+        # this, and the playout bug's close takes it: after that close neither bug is touched.
+        # Never taken by the playout callback itself.
+        self._media_lock = threading.Lock()
+        self._reading = False          # under _media_lock: both bugs are there
+        self._resumes = 0              # audio_ready() calls: the callback's check that it may pause
+        self.write_paused = False      # the playout bug is paused (or about to be)
+        self.can_pause = True          # False on a switch that calls a paused bug (before 1.10.10)
         self.frame_bytes = frame_samples * 2
         self.frames_read = 0
         self.frames_written = 0
         self.frames_mismatched = 0   # frames of another size than the call's: a codec change mid-call
         self.write_callbacks = 0
+        self.pauses = 0               # times the playout bug paused itself
+        self.capture_flushes = 0      # pulls that found more than MAX_PULL frames and flushed the rest
         self.gaps = GapMeter()        # between WRITE_REPLACE callbacks
         self.callback_seconds = 0.0     # CPU time in our media callbacks (the module's media cost)
 
@@ -104,9 +125,11 @@ class FsCall:
         finally:
             native.release(self.lib, session)
 
-    def attach(self, capture, playout, closed, mix: bool = True) -> None:
+    def attach(self, capture, playout, closed, mix: bool = True,
+               active: Optional[Callable[[], bool]] = None) -> None:
         with self._lock:
             self.mix = mix
+            self._active = active or (lambda: True)
             if self._id:
                 raise RuntimeError("already attached")
             session = native.locate(self.lib, self.uuid)
@@ -118,14 +141,18 @@ class FsCall:
                 _bugs[self._id] = self
                 status = self.lib.switch_core_media_bug_add(
                     session, CAPTURE_BUG_NAME, self.uuid.encode(), _NO_CALLBACK, None, 0,
-                    native.SMBF_READ_STREAM | native.SMBF_NO_PAUSE, ctypes.byref(self._capture_bug))
+                    native.SMBF_READ_STREAM | native.SMBF_NO_PAUSE | native.SMBF_LOCK,
+                    ctypes.byref(self._capture_bug))
                 if status == native.SWITCH_STATUS_SUCCESS:
                     status = self.lib.switch_core_media_bug_add(
                         session, BUG_NAME, self.uuid.encode(), _bug_callback, ctypes.c_void_p(self._id),
                         0, native.SMBF_WRITE_REPLACE | native.SMBF_NO_PAUSE, ctypes.byref(self._bug))
                     if status != native.SWITCH_STATUS_SUCCESS:
-                        self.lib.switch_core_media_bug_remove(session, ctypes.byref(self._capture_bug))
-                if status != native.SWITCH_STATUS_SUCCESS:
+                        self._remove_capture(session)
+                if status == native.SWITCH_STATUS_SUCCESS:
+                    with self._media_lock:
+                        self._reading = True
+                else:
                     _bugs.pop(self._id, None)
                     self._id = 0
                     self._bug = ctypes.c_void_p()
@@ -147,13 +174,69 @@ class FsCall:
                     # already closed is not in its list, and removal only compares pointers.
                     if self._bug:
                         self.lib.switch_core_media_bug_remove(session, ctypes.byref(self._bug))
-                    if self._capture_bug:
-                        self.lib.switch_core_media_bug_remove(session, ctypes.byref(self._capture_bug))
+                    with self._media_lock:
+                        self._reading = False
+                        if self._capture_bug:
+                            self._remove_capture(session)
                 finally:
                     native.release(self.lib, session)
-            self._capture_bug = ctypes.c_void_p()
+            with self._media_lock:
+                self._reading = False
+                self._capture_bug = ctypes.c_void_p()
             _bugs.pop(self._id, None)
             self._id = 0
+
+    def _remove_capture(self, session: int) -> None:
+        # a locked bug is one the switch's removal refuses
+        self.lib.switch_core_media_bug_clear_flag(self._capture_bug, native.SMBF_LOCK)
+        self.lib.switch_core_media_bug_remove(session, ctypes.byref(self._capture_bug))
+
+    # the uplink pump's thread ------------------------------------------------------
+    def pull_capture(self) -> None:
+        """Hand the caller's frames the capture bug holds to the uplink; resume the playout bug
+        if the model has audio and nothing has resumed it yet. Each frame's capture time is
+        estimated from its place: the newest is taken as just arrived, each earlier one a frame
+        before it (so a pull that waited shows in the uplink's latency, to within a frame)."""
+        with self._media_lock:
+            if not self._reading:
+                return
+            if self.write_paused and self._active():
+                self._resume()
+            bug, frame = self._capture_bug, self._frame
+            frames = []
+            for _ in range(MAX_PULL):  # fill=TRUE: only whole frames of real audio
+                frame.datalen = 0
+                if self.lib.switch_core_media_bug_read(bug, ctypes.byref(frame), native.SWITCH_TRUE) \
+                        != native.SWITCH_STATUS_SUCCESS or not frame.datalen:
+                    break
+                if frame.datalen != self.frame_bytes:   # the codec changed mid-call: not our rate
+                    self.frames_mismatched += 1
+                    continue
+                frames.append(ctypes.string_at(frame.data, frame.datalen))
+            else:
+                self.capture_flushes += 1   # at least: what the flush drops is not counted
+                self.lib.switch_core_media_bug_flush(bug)
+        if not frames:
+            return
+        self.frames_read += len(frames)
+        step = self.frame_samples / self.rate
+        newest = time.monotonic() - step * (len(frames) - 1)
+        for i, pcm in enumerate(frames):
+            self._capture(pcm, newest + i * step)
+
+    # the session's receiver -------------------------------------------------------
+    def audio_ready(self) -> None:
+        """The model's audio was queued with nothing ahead of it: the playout bug runs again."""
+        with self._media_lock:
+            if self._reading:
+                self._resume()
+
+    def _resume(self) -> None:
+        # Under _media_lock with the bug there. Counted first: a callback that is pausing the
+        # bug meanwhile sees the count move and resumes it itself (_pause).
+        self._resumes += 1
+        self.write_paused = False
+        self.lib.switch_core_media_bug_clear_flag(self._bug, native.SMBF_PAUSE)
 
     # unicast mode (unicast.py) ---------------------------------------------------------
     def unicast_media(self) -> UnicastCall:
@@ -301,36 +384,23 @@ class FsCall:
     def stats(self) -> Dict[str, float]:
         return {"media": "bug", "frames_read": self.frames_read, "frames_written": self.frames_written,
                 "write_callbacks": self.write_callbacks, "frames_mismatched": self.frames_mismatched,
+                "write_pauses": self.pauses, "write_paused": self.write_paused, "can_pause": self.can_pause,
+                "capture_flushes": self.capture_flushes,
                 **self.gaps.stats(),
                 "callback_ms": round(self.callback_seconds * 1000, 1)}
 
     # media thread --------------------------------------------------------------
-    def _drain_capture(self, stale: bool) -> None:
-        # The capture bug lives as long as the callback's bug: the switch removes a call's bugs
-        # together under its bug lock, which the write path holds while this runs.
-        bug = self._capture_bug
-        if not bug:
-            return
-        if stale:
-            self.lib.switch_core_media_bug_flush(bug)
-            return
-        frame = self._frame
-        for _ in range(8):  # bounded; fill=TRUE: only whole frames of real audio
-            frame.datalen = 0
-            if self.lib.switch_core_media_bug_read(bug, ctypes.byref(frame), native.SWITCH_TRUE) \
-                    != native.SWITCH_STATUS_SUCCESS or not frame.datalen:
-                return
-            if frame.datalen != self.frame_bytes:   # the codec changed mid-call: not our rate
-                self.frames_mismatched += 1
-                continue
-            self.frames_read += 1
-            self._capture(ctypes.string_at(frame.data, frame.datalen))
-
     def _on_write_replace(self, bug) -> None:
-        self._drain_capture(stale=self.gaps.frame(time.monotonic()) > STALE_CAPTURE)
+        if self.write_paused:   # called with the flag set: this switch does not know SMBF_PAUSE
+            self.can_pause = self.write_paused = False
+            self.lib.switch_core_media_bug_clear_flag(bug, native.SMBF_PAUSE)
+        resumes = self._resumes   # before asking for audio: see the pause below
+        self.gaps.frame(time.monotonic())
         self.write_callbacks += 1
         pcm = self._playout()
         if pcm is None:
+            if self.can_pause and not self._active():
+                self._pause(bug, resumes)
             return
         frame = self.lib.switch_core_media_bug_get_write_replace_frame(bug)
         if not frame:
@@ -351,13 +421,28 @@ class FsCall:
         self.frames_written += 1
         self.lib.switch_core_media_bug_set_write_replace_frame(bug, frame)
 
+    def _pause(self, bug, resumes: int) -> None:
+        """The model has nothing for the caller: the switch stops calling us until audio_ready(),
+        or the pump seeing audio, resumes the bug. A resume counts before it clears the flag, so
+        one that ran at any point after this callback began has moved the count and the bug runs
+        on; one that runs after the check clears the flag after this sets it."""
+        self.write_paused = True
+        self.pauses += 1
+        self.gaps.pause()   # the time paused is no gap between frames
+        self.lib.switch_core_media_bug_set_flag(bug, native.SMBF_PAUSE)
+        if self._resumes != resumes:
+            self.write_paused = False
+            self.lib.switch_core_media_bug_clear_flag(bug, native.SMBF_PAUSE)
+
     def _on_close(self) -> None:
+        # The switch closes this bug at hangup (or someone removed it): from here on nothing
+        # reads the capture bug, which the switch may destroy once the session goes. It stays
+        # for detach() to remove if the session lives on.
+        with self._media_lock:
+            self._reading = False
         _bugs.pop(self._id, None)
         self._id = 0
         self._bug = ctypes.c_void_p()
-        # The capture bug stays for detach() to remove: at hangup the switch has closed it
-        # already (removal then finds nothing), but if only this bug was closed it is still on
-        # the channel. No callback reads it once this one has closed.
         closed = self._closed_cb
         if closed is not None:
             closed()

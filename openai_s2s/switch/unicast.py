@@ -334,7 +334,7 @@ class UnicastCall:
     def send_dtmf(self, digits: str) -> None:
         self.channel.send_dtmf(digits)
 
-    def attach(self, capture, playout, closed, mix: bool = True) -> None:
+    def attach(self, capture, playout, closed, mix: bool = True, active=None) -> None:
         if self._attached:
             raise RuntimeError("already attached")
         loop_port = self._loop.port()
