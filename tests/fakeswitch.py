@@ -101,8 +101,8 @@ class FakeCall:
             dtmf.received(self.uuid, digit)
 
     def stop_writing(self) -> None:
-        """The channel writes nothing (a parked call without send_silence_when_idle): like the
-        real bridge, no caller audio is taken and nothing is played."""
+        """The channel writes nothing (a parked call without send_silence_when_idle): nothing is
+        played, and this double then takes no caller audio either."""
         self._writing = False
 
     @property

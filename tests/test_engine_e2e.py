@@ -461,8 +461,8 @@ def test_a_server_that_stops_reading_holds_up_no_other_call(h, server):
 
 
 def test_a_channel_that_stops_writing_is_reported_once(h):
-    """The switch hands the module the caller's audio on each frame the channel writes; a
-    channel that writes nothing (parked without send_silence_when_idle) gets a warning."""
+    """The model is heard only in frames the channel writes; a channel that writes nothing
+    (parked without send_silence_when_idle) gets a warning."""
     call = h.call("u-mute")
     h.create("u-mute")
     h.connected("u-mute")
@@ -474,6 +474,23 @@ def test_a_channel_that_stops_writing_is_reported_once(h):
     time.sleep(0.5)
     assert len([line for line in h.logs if "has written no audio" in line]) == 1
     assert h.api("u-mute session.delete").startswith("+OK")
+
+
+def test_no_writes_while_the_playout_bug_is_paused_are_no_warning(h):
+    """A media bug paused while the model is silent is not asked for frames: that is no
+    channel gone quiet."""
+    call = h.call("u-paused")
+    h.create("u-paused")
+    h.connected("u-paused")
+    h.send("u-paused", SEED_SESSION_UPDATE)
+    assert wait_until(lambda: len(h.uplink_audio()) > 0)
+    call.write_paused = True
+    call.stop_writing()
+    time.sleep(3)
+    assert not [line for line in h.logs if "has written no audio" in line]
+    call.write_paused = False   # audio for the model to play, and still no frame written
+    assert wait_until(lambda: [line for line in h.logs if "has written no audio" in line], 6)
+    assert h.api("u-paused session.delete").startswith("+OK")
 
 
 def test_unicast_media_where_the_switch_has_none_is_a_clear_error(h):

@@ -130,17 +130,20 @@ class Housekeeping:
                          "skipped; session.delete and session.create again to follow the new codec")
 
     def _check_writes(self, now: float) -> None:
-        """Say once if the channel stops writing: with the media bug, the caller's audio is
-        taken on each frame the channel writes (one media callback a frame), so a channel that
-        writes nothing is neither heard by the model nor hears it."""
+        """Say once if the channel stops writing while the model's audio waits for it: with the
+        media bug the model is heard only in frames the channel writes (the caller's audio is
+        taken whatever it writes), so a channel that writes nothing never plays the model. A
+        playout bug paused while the model is silent is not asked for frames: no writes are
+        expected then."""
         session = self.session
-        writes = getattr(session.call, "write_callbacks", None)
+        call = session.call
+        writes = getattr(call, "write_callbacks", None)
         if writes is None or not session.uplink.open:
             return
-        if writes != self._writes_seen:
+        if writes != self._writes_seen or getattr(call, "write_paused", False):
             self._writes_seen, self._writes_at = writes, now
         elif not self._warned_no_writes and now - self._writes_at > NO_WRITES_WARNING:
             self._warned_no_writes = True
             log(WARNING, f"[{session.uuid}] the channel has written no audio for {NO_WRITES_WARNING:g} s: "
-                         "the model neither hears the caller nor is heard (a parked call needs "
+                         "the caller does not hear the model (a parked call needs "
                          "send_silence_when_idle=-1)")
