@@ -164,3 +164,40 @@ def test_fir_resampler_clips_to_16_bits():
     square = np.tile(np.r_[np.full(20, 32767), np.full(20, -32768)], 40).astype("<i2").tobytes()
     out = np.frombuffer(Resampler(8000, 24000).process(square), "<i2")
     assert out.max() == 32767 and out.min() == -32768    # the filter's overshoot, clipped
+
+
+def test_many_calls_upsampled_together_are_each_call_upsampled_alone():
+    """The uplink pump resamples every call's chunk of a pass in one product: each call's audio
+    comes out as its own resampler alone would make it (to the LSB: BLAS may sum the larger
+    product in another order), and each call's filter history stays its own across passes."""
+    from openai_s2s.media.codec import encode_many
+    from openai_s2s.media.resample import upsample_many
+    rng = np.random.default_rng(11)
+    calls = 7
+    alone = [ThirdsResampler(up=True) for _ in range(calls)]
+    together = [ThirdsResampler(up=True) for _ in range(calls)]
+    for size in (320, 480, 160, 257, 320, 0, 960):     # chunk sizes, one pass each
+        pcms = [(rng.standard_normal(size) * 6000).astype("<i2").tobytes() for _ in range(calls)]
+        want = [np.frombuffer(r.process_pcm(p), "<i2").astype(int) for r, p in zip(alone, pcms)]
+        got = [np.frombuffer(b, "<i2").astype(int) for b in upsample_many(together, pcms)]
+        for w, g in zip(want, got):
+            assert len(g) == len(w) == 3 * size
+            assert not len(w) or np.max(np.abs(w - g)) <= 1
+    # through the encoders: by-3 ones batched, the others (G.711 at 8 kHz) each on its own
+    encoders = [UplinkEncoder(8000, PCM24) for _ in range(3)] + [UplinkEncoder(8000, PCMU)]
+    reference = [UplinkEncoder(8000, PCM24) for _ in range(3)] + [UplinkEncoder(8000, PCMU)]
+    pcms = [tone(440 + 100 * i, 8000, 0.04) for i in range(4)]
+    got = encode_many(encoders, pcms)
+    want = [e.encode(p) for e, p in zip(reference, pcms)]
+    assert got[3] == want[3] and all(len(g) == len(w) for g, w in zip(got, want))
+    for g, w in zip(got[:3], want[:3]):
+        assert np.max(np.abs(np.frombuffer(g, "<i2").astype(int) - np.frombuffer(w, "<i2").astype(int))) <= 1
+
+
+def test_resamplers_with_one_filter_share_its_matrix_and_others_are_refused():
+    from openai_s2s.media.resample import upsample_many
+    a, b = ThirdsResampler(up=True), ThirdsResampler(up=True)
+    assert a.matrix is b.matrix and not a.matrix.flags.writeable
+    other = ThirdsResampler(up=True, taps=np.ones(9, np.float32) / 9)
+    with pytest.raises(ValueError):
+        upsample_many([a, other], [bytes(64), bytes(64)])

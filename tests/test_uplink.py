@@ -273,3 +273,70 @@ def test_the_media_loop_s_pump_never_waits_to_finish_a_half_written_frame():
     finally:
         ours.close()
         theirs.close()
+
+
+def test_a_pass_over_many_senders_encodes_their_chunks_together_and_each_gets_its_own():
+    """pump_all stages every sender's completed chunk, encodes them together, then sends: each
+    server gets its own call's audio, encoded as one call alone would be (to the LSB), with a
+    client event still after the audio before it."""
+    import time
+    import numpy as np
+    from openai_s2s.call import pump as pumpmod
+    from openai_s2s.call.uplink import UplinkSender
+    from openai_s2s.control.config import Settings
+    from openai_s2s.media.codec import UplinkEncoder
+    from openai_s2s.media.formats import PCM24
+    options = dict(Settings().values, chunk_ms=40)
+    batches = []
+    real = pumpmod.encode_many
+
+    def counting(encoders, pcms):
+        batches.append(len(encoders))
+        return real(encoders, pcms)
+    pumpmod.encode_many = counting
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        senders, frames = [], []
+        for i, (ours, _) in enumerate(pairs):
+            sender = UplinkSender(8000, 160, options, lambda now: None, lambda exc: None)
+            sender.connected(_Ws(ours))
+            sender.start_audio(PCM24)
+            senders.append(sender)
+            t = np.arange(8000) / 8000
+            pcm = (6000 * np.sin(2 * np.pi * (300 + 200 * i) * t)).astype("<i2").tobytes()
+            frames.append([pcm[j:j + 320] for j in range(0, 320 * 12, 320)])
+        pumpmod.pump_all(senders, time.monotonic())          # the formats go out
+        for j in range(12):
+            for sender, own in zip(senders, frames):
+                sender.capture(own[j])
+            if j == 5:
+                senders[1].event(b'{"type":"input_audio_buffer.commit"}')
+            if j % 2:
+                pumpmod.pump_all(senders, time.monotonic())
+        got = [_appends_and_events(theirs) for _, theirs in pairs]
+    finally:
+        pumpmod.encode_many = real
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()
+    assert batches and max(batches) == 3      # the three calls' chunks in one encode
+    for i, (received, own) in enumerate(zip(got, frames)):
+        reference = UplinkEncoder(8000, PCM24)
+        want = np.frombuffer(b"".join(reference.encode(f) for f in own), "<i2").astype(int)
+        audio = [g for g in received if not isinstance(g, dict)]
+        sent = np.frombuffer(b"".join(audio), "<i2").astype(int)
+        assert len(sent) == len(want) and np.max(np.abs(sent - want)) <= 1, i
+        assert senders[i].appends == len(audio) and senders[i].dropped_total == 0
+    events = [k for k, g in enumerate(got[1]) if isinstance(g, dict)]
+    assert len(events) == 1 and sum(len(g) for g in got[1][:events[0]]) == 6 * 960   # six frames at 24 kHz
+
+
+def test_a_sender_whose_stage_fails_is_told_and_the_pass_goes_on():
+    good, bad = Recorder(), Recorder()
+
+    def broken(now):
+        raise RuntimeError("stage")
+    bad.stage = broken
+    from openai_s2s.call.pump import pump_all
+    pump_all([bad, good], 0.0)
+    assert isinstance(bad.failures[0], RuntimeError) and good.pumps == 1 and bad.pumps == 1
