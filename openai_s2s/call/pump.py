@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Iterable, List, Protocol, Set, Tuple
+from typing import Iterable, Protocol, Set
 
 from ..log import ERR, log
-from ..media.codec import encode_many
 from ..threads import OnDemandThread
 
 TICK = 0.01
@@ -29,8 +28,6 @@ class Pumped(Protocol):
 
     def pump(self, now: float, wait: bool = True) -> None: ...
     def pump_failed(self, exc: BaseException) -> None: ...
-    # optional, for the pass's first half (pump_all): stage(now) -> (encoder, pcm) or None,
-    # and staged(encoded) with what the encoder made of it
 
 
 class Pump(Protocol):
@@ -80,57 +77,15 @@ class UplinkPump:
 
 def pump_all(members: Iterable[Pumped], now: float, wait: bool = True) -> None:
     """One pass over the senders, on whichever thread serves them (this pump's, or the unicast
-    media loop's for its calls, which must not wait: ``wait`` False).
-
-    In two halves: every sender first stages the chunk its caller audio completes, and those
-    chunks are encoded together (``codec.encode_many``: one matrix product for all of them
-    rather than one a call, each of which gives the GIL up and queues to take it back); then
-    each sends."""
-    members = list(members)
-    staged: List[Tuple[Pumped, Any, bytes]] = []
-    for member in members:
-        stage = getattr(member, "stage", None)
-        if stage is None:
-            continue
-        try:
-            chunk = stage(now)
-        except Exception as exc:
-            _failed(member, exc)
-            continue
-        if chunk is not None:
-            staged.append((member, chunk[0], chunk[1]))
-    if staged:
-        _encode_staged(staged)
+    media loop's for its calls, which must not wait: ``wait`` False)."""
     for member in members:
         try:
             member.pump(now, wait)
         except Exception as exc:   # one call's failure is that call's, never the pump's
-            _failed(member, exc)
-
-
-def _encode_staged(staged: List[Tuple[Pumped, Any, bytes]]) -> None:
-    try:
-        encoded = encode_many([encoder for _, encoder, _ in staged], [pcm for _, _, pcm in staged])
-    except Exception:   # then one at a time, so that a failure is only its call's
-        encoded = []
-        for member, encoder, pcm in staged:
             try:
-                encoded.append(encoder.encode(pcm))
-            except Exception as exc:
-                encoded.append(b"")
-                _failed(member, exc)
-    for (member, _, _), chunk in zip(staged, encoded):
-        try:
-            member.staged(chunk)
-        except Exception as exc:
-            _failed(member, exc)
-
-
-def _failed(member: Pumped, exc: BaseException) -> None:
-    try:
-        member.pump_failed(exc)
-    except Exception as inner:
-        log(ERR, f"uplink: a sender's failure handler failed: {inner!r}")
+                member.pump_failed(exc)
+            except Exception as inner:
+                log(ERR, f"uplink: a sender's failure handler failed: {inner!r}")
 
 
 PUMP = UplinkPump()

@@ -70,7 +70,6 @@ class UplinkSender:
         self._bytes_per_sample: Optional[int] = None   # the encoder's, when it can take a chunk at once
         self._chunk_bytes = 0
         self._chunk_started = 0.0
-        self._chunk_ready = False      # stage() filled the chunk: it goes first on the next send
         self.pending: Optional[Pending] = None    # a frame waiting for room in the socket
         self._events_lock = threading.Lock()   # the two below: API and receiver threads add, the pump takes
         self.events_queued = 0
@@ -150,7 +149,6 @@ class UplinkSender:
         self._chunk.clear()
         self._raw.clear()
         self.pending = None
-        self._chunk_ready = False
         with self._events_lock:
             self.events_queued = self.event_bytes_queued = 0
         self._fragmented = False
@@ -165,54 +163,17 @@ class UplinkSender:
         self._next_ping = time.monotonic() + interval if interval else float("inf")
 
     # -- the pump's thread --------------------------------------------------------
-    def stage(self, now: float) -> Optional[Tuple[UplinkEncoder, bytes]]:
-        """The first half of a pass (pump.pump_all): take the media path's frames, then the
-        queue's leading caller audio into the chunk being built. When that completes a chunk,
-        return its encoder and raw PCM: the pump encodes every call's chunk of the pass at once
-        and hands each back with :meth:`staged`. None: nothing to encode now (or audio that
-        the send path handles one chunk at a time: after a pending frame, an event, a new
-        format, an encoder that cannot batch)."""
-        if self.source is not None:
-            self.source()
-        encoder, per_sample = self._encoder, self._bytes_per_sample
-        if (encoder is None or per_sample is None or encoder.thirds is None or not self.open
-                or self.stopped or self.ws is None or self.pending is not None or self._chunk_ready
-                or self._chunk):
-            return None
-        queue, raw = self.queue, self._raw
-        stale = now - self.max_latency
-        while queue:
-            stamp, payload = queue[0]
-            if stamp is None or len(payload) & 1:
-                return None
-            queue.popleft()
-            if stamp < stale:
-                self.dropped_late += 1
-                continue
-            if not raw:
-                self._chunk_started = stamp
-            raw += payload
-            if len(raw) // 2 * per_sample >= self._chunk_bytes:
-                pcm = bytes(raw)
-                raw.clear()
-                self._chunk_ready = True
-                return encoder, pcm
-        return None
-
-    def staged(self, encoded: bytes) -> None:
-        """The chunk :meth:`stage` returned, encoded."""
-        self._chunk += encoded
-
     def pump(self, now: float, wait: bool = True) -> None:
         """Send what is queued, as far as the socket has room, then housekeeping. Never blocks
         on a full socket; ``wait`` False (the unicast media loop) never waits at all on a
         plain socket, not even to finish a frame the kernel took only part of (TLS: the ssl
         module's writes, as with the pump)."""
+        if self.source is not None:
+            self.source()
         ws, writer = self.ws, self._writer
         if ws is None or writer is None or self.stopped:
             return
-        if not self.queue and self.pending is None and now < self._next_ping and writer.unfinished is None \
-                and not self._chunk_ready:
+        if not self.queue and self.pending is None and now < self._next_ping and writer.unfinished is None:
             self._tick(now)      # nothing to send (a call between two frames): no lock
             return
         lock = getattr(ws, "lock", None)
@@ -243,11 +204,6 @@ class UplinkSender:
     def _send_queued(self, ws: websocket.WebSocket, writer: FrameWriter, stale: float) -> None:
         if self.pending is not None and not self._send_pending(ws, writer):
             return
-        if self._chunk_ready:
-            self._chunk_ready = False
-            item = self._take_chunk()
-            if item is not None and not self._send_item(ws, writer, item):
-                return
         queue = self.queue
         chunk, raw = self._chunk, self._raw
         budget = len(queue)    # what is there now: the media thread keeps appending
@@ -304,17 +260,12 @@ class UplinkSender:
                 else:
                     self._event_taken(payload)
                     item = (payload, None, 0)
-            if not self._send_item(ws, writer, item):
-                break
-
-    def _send_item(self, ws: websocket.WebSocket, writer: FrameWriter, item: Pending) -> bool:
-        """Send ``item`` now, or as much of it as fits (the rest pending); False if the socket
-        has no room for more this pass."""
-        if not self._fits(ws, len(item[0])):
-            self.pending = item
-            return self._send_pending(ws, writer)
-        self._room -= self._send_now(writer, *item)
-        return True
+            if not self._fits(ws, len(item[0])):
+                self.pending = item
+                if not self._send_pending(ws, writer):
+                    break
+                continue
+            self._room -= self._send_now(writer, *item)
 
     def _send_pending(self, ws: websocket.WebSocket, writer: FrameWriter) -> bool:
         """The pending frame whole if it fits now, else the next fragment that does; True

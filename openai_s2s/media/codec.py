@@ -1,11 +1,11 @@
 """Channel PCM to and from the model's wire format: resampling plus G.711 where it applies."""
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Optional
 
 from . import g711
 from .formats import AudioFormat
-from .resample import Resampler, ThirdsResampler, upsample_many
+from .resample import Resampler
 
 _ENCODERS: "dict[str, Callable[[bytes], bytes]]" = {
     "pcm": bytes, "pcmu": g711.ulaw_encode, "pcma": g711.alaw_encode}
@@ -32,31 +32,8 @@ class UplinkEncoder:
         else:
             self.bytes_per_sample = None
 
-        # by-3 up: chunks of many calls can be resampled together (encode_many)
-        self.thirds: Optional[ThirdsResampler] = self._resampler.thirds if self._resampler.exact_up else None
-
     def encode(self, pcm: bytes) -> bytes:
         return self._encode(self._resampler.process(pcm))
-
-    def finish(self, resampled: bytes) -> bytes:
-        """The wire format of PCM already at the model's rate (what encode does after resampling)."""
-        return self._encode(resampled)
-
-
-def encode_many(encoders: Sequence[UplinkEncoder], pcms: Sequence[bytes]) -> List[bytes]:
-    """``[e.encode(pcm) for e, pcm in zip(encoders, pcms)]``, with the by-3 resampling of all of
-    them done at once (resample.upsample_many)."""
-    out: List[Optional[bytes]] = [None] * len(encoders)
-    groups: Dict[int, List[int]] = {}   # by filter: only resamplers with one matrix stack
-    for i, e in enumerate(encoders):
-        if e.thirds is not None and pcms[i]:
-            groups.setdefault(id(e.thirds.matrix), []).append(i)
-    for batch in groups.values():
-        if len(batch) > 1:
-            ups = upsample_many([encoders[i].thirds for i in batch], [pcms[i] for i in batch])
-            for i, up in zip(batch, ups):
-                out[i] = encoders[i].finish(up)
-    return [done if done is not None else e.encode(pcm) for done, e, pcm in zip(out, encoders, pcms)]
 
 
 class DownlinkDecoder:
@@ -76,3 +53,4 @@ class DownlinkDecoder:
             if len(payload) % 2:
                 payload, self._carry = payload[:-1], payload[-1:]
         return self._resampler.process(self._decode(payload))
+

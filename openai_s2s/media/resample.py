@@ -1,7 +1,7 @@
 """Streaming resamplers for 16-bit PCM: a by-3 FIR for the telephone rates, libsamplerate elsewhere."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Optional
 
 import numpy as np
 
@@ -45,40 +45,6 @@ BLOCK = 32    # outputs of a block down, inputs of a block up
 SLAB = 64
 
 
-_MATRICES: Dict[Tuple[bool, int, bytes], Tuple[np.ndarray, int, int]] = {}
-
-
-def _thirds_matrix(up: bool, block: int, taps_bytes: bytes) -> Tuple[np.ndarray, int, int]:
-    """The banded matrix, history length and stride of a by-3 FIR: one array per filter, shared
-    by every resampler that uses it (read only), so that calls can be stacked in one product."""
-    key = (up, block, taps_bytes)
-    if key in _MATRICES:
-        return _MATRICES[key]
-    taps = np.frombuffer(taps_bytes, np.float32)
-    if up:
-        padded = np.concatenate([taps, np.zeros(-len(taps) % 3, np.float32)])
-        phases = [3 * padded[p::3] for p in range(3)]   # x3: zero-stuffing divides by 3
-        width = len(phases[0])
-        keep = width - 1
-        # out[3i + p] = sum_j x[i + j] * phase_p[width - 1 - j], x counted from the history
-        matrix = np.zeros((block + keep, 3 * block), np.float32)
-        for i in range(block):
-            for p, phase in enumerate(phases):
-                matrix[i:i + width, 3 * i + p] = phase[::-1]
-        stride = block
-    else:
-        width = len(taps)
-        keep = width - 1
-        # out[m] = sum_t x[3m + t] * taps[width - 1 - t]
-        matrix = np.zeros((3 * (block - 1) + width, block), np.float32)
-        for m in range(block):
-            matrix[3 * m:3 * m + width, m] = taps[::-1]
-        stride = 3 * block
-    matrix.flags.writeable = False
-    _MATRICES[key] = (matrix, keep, stride)
-    return _MATRICES[key]
-
-
 class ThirdsResampler:
     """Up or down by exactly 3 (8 <-> 24 kHz, 16 <-> 48 kHz) with one FIR, streaming.
 
@@ -100,7 +66,25 @@ class ThirdsResampler:
         self.up = up
         self._block = block
         taps = np.asarray(taps, np.float32)
-        matrix, self._keep, self._stride = _thirds_matrix(up, block, taps.tobytes())
+        if up:
+            padded = np.concatenate([taps, np.zeros(-len(taps) % 3, np.float32)])
+            phases = [3 * padded[p::3] for p in range(3)]   # x3: zero-stuffing divides by 3
+            width = len(phases[0])
+            self._keep = width - 1
+            # out[3i + p] = sum_j x[i + j] * phase_p[width - 1 - j], x counted from the history
+            matrix = np.zeros((block + self._keep, 3 * block), np.float32)
+            for i in range(block):
+                for p, phase in enumerate(phases):
+                    matrix[i:i + width, 3 * i + p] = phase[::-1]
+            self._stride = block
+        else:
+            width = len(taps)
+            self._keep = width - 1
+            # out[m] = sum_t x[3m + t] * taps[width - 1 - t]
+            matrix = np.zeros((3 * (block - 1) + width, block), np.float32)
+            for m in range(block):
+                matrix[3 * m:3 * m + width, m] = taps[::-1]
+            self._stride = 3 * block
         self._matrix = matrix
         self._span = matrix.shape[0]   # input samples a block's row holds
         self._skip = 0    # down: the first output's window, counted in the next call's windows
@@ -109,11 +93,6 @@ class ThirdsResampler:
         self._outputs = np.zeros((0, self._matrix.shape[1]), np.float32)
         self._layout_for: Optional[tuple] = None
         self._layout: tuple = ()
-
-    @property
-    def matrix(self) -> np.ndarray:
-        """The filter as a banded matrix, shared by every resampler with the same filter."""
-        return self._matrix
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """Float samples in -> float samples out (a new array)."""
@@ -127,23 +106,6 @@ class ThirdsResampler:
     def _run(self, x: np.ndarray) -> np.ndarray:
         """The outputs for ``x`` (in any float-castable dtype), in a buffer of this resampler's
         that the next call overwrites."""
-        blocks, outputs = self._stage(x)
-        if blocks:
-            rows, products, out, result = self._layout
-            np.copyto(products, rows)
-            if blocks <= SLAB:
-                np.matmul(products, self._matrix, out=out)
-            else:
-                for i in range(0, blocks, SLAB):
-                    np.matmul(products[i:i + SLAB], self._matrix, out=out[i:i + SLAB])
-        else:
-            result = np.zeros(0, np.float32)
-        self._advance(len(x))
-        return result
-
-    def _stage(self, x: np.ndarray) -> Tuple[int, int]:
-        """Put ``x`` after the history; return the blocks and outputs it makes, whose rows are
-        ``self._layout[0]`` (a view of the buffer) until :meth:`_advance`."""
         n, keep, block = len(x), self._keep, self._block
         if self.up:
             start, outputs = 0, 3 * n
@@ -163,54 +125,26 @@ class ThirdsResampler:
             self._products = np.zeros((2 * blocks, self._span), np.float32)
             self._outputs = np.zeros((2 * blocks, self._matrix.shape[1]), np.float32)
             self._layout_for = None
-        self._buf[keep:keep + n] = x     # what lies after it is slack: the outputs it feeds are cut off
-        if blocks and self._layout_for != (blocks, start, outputs):     # kept while the input's length is
-            self._layout_for = (blocks, start, outputs)
-            self._layout = (np.ndarray((blocks, self._span), np.float32, buffer=self._buf, offset=4 * start,
-                                       strides=(4 * self._stride, 4)),
-                            self._products[:blocks], self._outputs[:blocks],
-                            self._outputs.reshape(-1)[:outputs])
-        return blocks, outputs
-
-    def _advance(self, n: int) -> None:
-        """The last ``n`` inputs are done: the history for the next call is their tail."""
-        keep = self._keep
-        self._buf[:keep] = self._buf[n:n + keep]
-
-
-def upsample_many(resamplers: Sequence[ThirdsResampler], pcms: Sequence[bytes]) -> List[bytes]:
-    """``[r.process_pcm(pcm) for r, pcm in zip(resamplers, pcms)]`` for resamplers up by 3 with
-    the same filter, in one row copy, a matrix product per ``SLAB`` blocks of all of them, and one
-    16-bit conversion.
-
-    numpy gives the GIL up in each of those calls (the product always, the others above 500
-    elements), and in the switch taking it back means queueing behind the media threads and the
-    receivers: the uplink pump made five such calls for every chunk it sent, about 125 a pass
-    at 100 calls. The result is the per-call one but for the FIR's sums, which BLAS may order
-    otherwise (one LSB at most)."""
-    if not resamplers:
-        return []
-    matrix = resamplers[0]._matrix
-    if any(not r.up or r._matrix is not matrix for r in resamplers):
-        raise ValueError("upsample_many needs resamplers up by 3 with one filter")
-    rows, sizes = [], []
-    for r, pcm in zip(resamplers, pcms):
-        x = np.frombuffer(pcm, dtype="<i2", count=len(pcm) // 2)
-        blocks, outputs = r._stage(x)
-        rows.append(r._layout[0] if blocks else np.zeros((0, r._span), np.float32))
-        sizes.append((blocks, outputs))
-    products = np.concatenate(rows)
-    for r, pcm in zip(resamplers, pcms):
-        r._advance(len(pcm) // 2)
-    out = np.empty((len(products), matrix.shape[1]), np.float32)
-    for i in range(0, len(products), SLAB):
-        np.matmul(products[i:i + SLAB], matrix, out=out[i:i + SLAB])
-    pcm16 = to_pcm16(out.reshape(-1))
-    results, at, width = [], 0, 2 * matrix.shape[1]
-    for blocks, outputs in sizes:
-        results.append(pcm16[at:at + 2 * outputs])
-        at += blocks * width
-    return results
+        buf = self._buf
+        buf[keep:keep + n] = x     # what lies after it is slack: the outputs it feeds are cut off
+        if blocks:
+            if self._layout_for != (blocks, start, outputs):     # kept while the input's length is
+                self._layout_for = (blocks, start, outputs)
+                self._layout = (np.ndarray((blocks, self._span), np.float32, buffer=buf, offset=4 * start,
+                                           strides=(4 * self._stride, 4)),
+                                self._products[:blocks], self._outputs[:blocks],
+                                self._outputs.reshape(-1)[:outputs])
+            rows, products, out, result = self._layout
+            np.copyto(products, rows)
+            if blocks <= SLAB:
+                np.matmul(products, self._matrix, out=out)
+            else:
+                for i in range(0, blocks, SLAB):
+                    np.matmul(products[i:i + SLAB], self._matrix, out=out[i:i + SLAB])
+        else:
+            result = np.zeros(0, np.float32)
+        buf[:keep] = buf[n:n + keep]
+        return result
 
 
 class Resampler:
@@ -235,11 +169,6 @@ class Resampler:
             return
         import samplerate  # imported here: unit tests of the rest need no C extension
         self._converter = samplerate.Resampler("sinc_medium" if quality == "fir" else quality, channels=1)
-
-    @property
-    def thirds(self) -> Optional[ThirdsResampler]:
-        """The by-3 FIR doing the work, if it is one."""
-        return self._thirds
 
     def process(self, pcm: bytes) -> bytes:
         if (self._converter is None and self._thirds is None) or not pcm:
