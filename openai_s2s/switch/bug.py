@@ -202,11 +202,12 @@ class FsCall:
                 return
             if self.write_paused and self._active():
                 self._resume()
-            bug, frame = self._capture_bug, self._frame
+            bug, frame, read = self._capture_bug, self._frame, self.lib.switch_core_media_bug_read
+            ref = ctypes.byref(frame)
             frames = []
             for _ in range(MAX_PULL):  # fill=TRUE: only whole frames of real audio
                 frame.datalen = 0
-                if self.lib.switch_core_media_bug_read(bug, ctypes.byref(frame), native.SWITCH_TRUE) \
+                if read(bug, ref, native.SWITCH_TRUE) \
                         != native.SWITCH_STATUS_SUCCESS or not frame.datalen:
                     break
                 if frame.datalen != self.frame_bytes:   # the codec changed mid-call: not our rate
