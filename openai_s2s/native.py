@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_char, c_char_p, c_int, c_int32, c_size_t, c_uint8,
                     c_uint16, c_uint32, c_void_p)
 from typing import Any, List, Optional, Sequence
@@ -273,6 +274,27 @@ libc_sendto = bind_libc("sendto", (_c.c_int, _c.c_char_p, _c.c_size_t, _c.c_int,
 libc_recvfrom = bind_libc("recvfrom", (_c.c_int, _c.c_void_p, _c.c_size_t, _c.c_int, _c.c_void_p,
                              _c.POINTER(_c.c_uint32)))
 libc_ioctl = bind_libc("ioctl", (_c.c_int, _c.c_ulong, _c.POINTER(_c.c_int)), _c.c_int)
+
+
+class IoVec(ctypes.Structure):
+    _fields_ = [("base", _c.c_void_p), ("len", _c.c_size_t)]
+
+
+class MsgHdr(ctypes.Structure):
+    """struct msghdr (sys/socket.h)."""
+    _fields_ = [("name", _c.c_void_p), ("namelen", _c.c_uint32), ("iov", _c.POINTER(IoVec)),
+                ("iovlen", _c.c_size_t), ("control", _c.c_void_p), ("controllen", _c.c_size_t),
+                ("flags", _c.c_int)]
+
+
+# recvmsg, for the kernel's receive time of each datagram (SO_TIMESTAMPNS, 35 in
+# asm-generic/socket.h; alpha, mips, parisc and sparc number it otherwise), on 64-bit Linux
+# (struct cmsghdr of 16 bytes, then a struct timespec of two longs). None elsewhere.
+libc_recvmsg = bind_libc("recvmsg", (_c.c_int, _c.POINTER(MsgHdr), _c.c_int)) \
+    if sys.platform.startswith("linux") and _c.sizeof(_c.c_size_t) == 8 \
+    and os.uname().machine in ("x86_64", "aarch64", "ppc64le", "ppc64", "s390x", "riscv64") else None
+SO_TIMESTAMPNS = 35
+CMSG_HEADER = 16
 # ctypes.memmove gives up the GIL for its copy; on a media thread, getting it back costs more
 # than the 320-byte copy itself.
 memmove = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,

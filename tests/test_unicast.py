@@ -54,14 +54,16 @@ class Engine:
 
     def __init__(self, frames=()):
         self.captured = []
+        self.stamps = []        # (the capture time given, when capture ran)
         self.frames = list(frames)
         self.playout_calls = 0
         self.closed = 0
         self.got = threading.Event()
         self.want = 0
 
-    def capture(self, pcm):
+    def capture(self, pcm, at=None):
         self.captured.append(pcm)
+        self.stamps.append((at, time.monotonic()))
         if len(self.captured) >= self.want:
             self.got.set()
 
@@ -98,6 +100,53 @@ def test_caller_frames_reach_capture_in_order(loop):
     assert engine.captured == [_frame(i) for i in range(5)]
     assert call.stats()["frames_read"] == 5
     call.detach()
+
+
+@pytest.mark.skipif(unicast._RECVMSG is None, reason="kernel receive times need recvmsg on 64-bit Linux")
+def test_a_caller_frame_is_stamped_when_it_reached_the_socket_not_when_the_loop_woke(loop):
+    """Frames of 0.5 s and no uplink: the loop sleeps until the call's next tick. A
+    frame that waited in the socket meanwhile keeps the kernel's time of its arrival, so the
+    uplink's latency counts its wait."""
+    switch, engine = SwitchSide(frame_samples=4000), Engine()
+    call = _attach(loop, switch, engine)
+    assert wait_until(lambda: call.ticks >= 1, 5)      # a tick passed: the next is 0.5 s off
+    engine.want = 1
+    sent = time.monotonic()
+    switch.send(_frame(1, size=8000))
+    assert engine.got.wait(5)
+    at, taken = engine.stamps[0]
+    assert taken - sent > 0.2, "the loop woke for the datagram: nothing to measure"
+    assert at is not None and sent - 0.005 <= at <= sent + 0.05, (at - sent, taken - sent)
+    call.detach()
+
+
+def test_a_call_that_a_response_moved_off_the_grid_comes_back_a_quarter_frame_a_frame(loop):
+    """The loop wakes once a frame time for every call on its grid; a response's first frame
+    goes at the next quarter frame, and the call then returns to the grid, each frame at most a
+    quarter frame later than its time and never sooner."""
+    e, period = loop._epoch, 0.02
+    call = unicast.UnicastCall(SwitchSide(), loop)
+    call._playout = lambda: _frame(1)
+    loop.send = lambda address, port, pcm: True
+    call._active = lambda: True
+    call.due = e + 100 * period + period / 4          # a quarter slot, as _reschedule leaves it
+    sent = []
+    for _ in range(6):
+        now = call.due
+        call._serve(now)
+        sent.append(now)
+    gaps = [round(b - a, 6) for a, b in zip(sent, sent[1:])]
+    assert gaps[:3] == [0.025, 0.025, 0.025] and gaps[3:] == [0.02, 0.02]
+    assert call.due == pytest.approx(loop.next_tick(call.due, period))   # on the grid
+
+
+def test_a_silent_call_off_the_grid_goes_back_to_it_at_once(loop):
+    e, period = loop._epoch, 0.02
+    call = unicast.UnicastCall(SwitchSide(), loop)
+    call._playout = lambda: None
+    call.due = e + 100 * period + 3 * period / 4
+    call._serve(call.due)
+    assert call.due == pytest.approx(e + 102 * period)   # its next grid tick, not 101.75
 
 
 def test_model_frames_go_to_the_switch_in_order_one_per_playout_call(loop):
@@ -299,9 +348,9 @@ def test_the_loop_is_its_calls_uplink_pump_and_sends_a_frame_in_the_pass_that_to
     captured_in = []    # the loop's pass count when each frame was taken
     engine_capture = engine.capture
 
-    def capture(pcm):
+    def capture(pcm, at=None):
         captured_in.append(loop._passes)
-        engine_capture(pcm)
+        engine_capture(pcm, at)
     call = unicast.UnicastCall(switch, loop)
     call.attach(capture, engine.playout, engine.on_closed)
     sender = Sender(engine)

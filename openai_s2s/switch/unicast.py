@@ -49,6 +49,11 @@ _MAX_DATAGRAM = 8192   # SWITCH_RECOMMENDED_BUFFER_SIZE: the park loop never sen
 # libc sendto/recvfrom keep the GIL (native.py): the loop sends and takes a datagram per call per frame
 _LIBC = ((native.libc_sendto, native.libc_recvfrom)
          if native.libc_sendto is not None and native.libc_recvfrom is not None else None)
+_RECVMSG = native.libc_recvmsg if _LIBC is not None else None
+_CONTROL = 64   # room for one SCM_TIMESTAMPNS message (32 bytes)
+_CMSG = struct.Struct("=Qii")     # cmsg_len, cmsg_level, cmsg_type
+_TIMESPEC = struct.Struct("=qq")  # tv_sec, tv_nsec
+STAMP_SANE = 1.0   # a kernel stamp further than this from the clock (a wall-clock step) is not used
 
 
 def sockaddr_in(host: str, port: int) -> bytes:
@@ -90,6 +95,17 @@ class MediaLoop:
         self._buf = ctypes.create_string_buffer(_MAX_DATAGRAM)
         self._addr = ctypes.create_string_buffer(16)
         self._addrlen = ctypes.c_uint32(16)
+        # With SO_TIMESTAMPNS each frame carries the time the kernel took it off loopback, so its
+        # uplink latency counts the time it waited here for the loop's next wake (up to a frame
+        # time: the loop wakes on its calls' frame grid, not for each datagram).
+        self._control = ctypes.create_string_buffer(_CONTROL)
+        self._iov = native.IoVec(ctypes.addressof(self._buf), _MAX_DATAGRAM)
+        self._msg = native.MsgHdr(ctypes.addressof(self._addr), 16, ctypes.pointer(self._iov), 1,
+                                  ctypes.addressof(self._control), _CONTROL, 0)
+        self._msg_ref = ctypes.byref(self._msg)
+        self._stamped = False      # the socket gives receive times (recvmsg, SO_TIMESTAMPNS)
+        self._wall_offset = 0.0    # time.time() - time.monotonic(), taken each pass
+        self._fd = -1
         self.datagrams_dropped = 0   # from a port no call owns (a deleted session's channel)
 
     def port(self) -> int:
@@ -101,7 +117,13 @@ class MediaLoop:
                 sock.bind((self.host, 0))
                 sock.setblocking(False)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-                self._sock = sock
+                if _RECVMSG is not None:
+                    try:
+                        sock.setsockopt(socket.SOL_SOCKET, native.SO_TIMESTAMPNS, 1)
+                        self._stamped = True
+                    except OSError:
+                        self._stamped = False
+                self._sock, self._fd = sock, sock.fileno()
             return self._sock.getsockname()[1]
 
     @property
@@ -176,7 +198,21 @@ class MediaLoop:
             return False
 
     def _receive(self) -> Optional[tuple]:
-        """One waiting datagram as (source port, bytes), or None."""
+        """One waiting datagram as (source port, bytes, monotonic time the kernel received it
+        or None), or None."""
+        if self._stamped:
+            msg = self._msg
+            msg.namelen, msg.controllen = 16, _CONTROL
+            size = _RECVMSG(self._fd, self._msg_ref, socket.MSG_DONTWAIT)
+            if size < 0:
+                return None
+            at = None
+            if msg.controllen >= native.CMSG_HEADER + _TIMESPEC.size:
+                _, level, kind = _CMSG.unpack_from(self._control, 0)
+                if level == socket.SOL_SOCKET and kind == native.SO_TIMESTAMPNS:
+                    sec, nsec = _TIMESPEC.unpack_from(self._control, native.CMSG_HEADER)
+                    at = sec + nsec * 1e-9 - self._wall_offset
+            return struct.unpack_from("!H", self._addr, 2)[0], ctypes.string_at(self._buf, size), at
         sock = self._sock
         if _LIBC is not None:
             self._addrlen.value = 16
@@ -184,12 +220,12 @@ class MediaLoop:
                             self._addr, ctypes.byref(self._addrlen))
             if size < 0:
                 return None
-            return struct.unpack_from("!H", self._addr, 2)[0], ctypes.string_at(self._buf, size)
+            return struct.unpack_from("!H", self._addr, 2)[0], ctypes.string_at(self._buf, size), None
         try:
             data, (_, port) = sock.recvfrom(_MAX_DATAGRAM)
         except OSError:
             return None
-        return port, data
+        return port, data, None
 
     def _step(self) -> None:
         try:
@@ -215,6 +251,8 @@ class MediaLoop:
             self._wake.wait(wake - now)
         self._wake.clear()   # before looking at the calls: a start after this sets it again
         calls = self._calls   # after the sleep: see remove()
+        now = time.monotonic()
+        self._wall_offset = time.time() - now
         for _ in range(4 * len(calls) + 8):   # bounded: what arrived during one frame, and more
             got = self._receive()
             if got is None:
@@ -223,7 +261,10 @@ class MediaLoop:
             if call is None:
                 self.datagrams_dropped += 1
             else:
-                _guarded(call, call._datagram, got[1])
+                at = got[2]
+                if at is not None and not now - STAMP_SANE < at <= now + STAMP_SANE:
+                    at = None
+                _guarded(call, call._datagram, (got[1], at))
         next_due = self._serve_due(calls)
         # After the frames due are out, the uplinks, a group at a time: a frame that falls due
         # meanwhile, or a response's first frame (audio_ready), goes out between two groups
@@ -302,6 +343,7 @@ class UnicastCall:
         self._capture: Optional[Callable[[bytes], None]] = None
         self._playout: Optional[Callable[[], Optional[bytes]]] = None
         self._closed: Optional[Callable[[], None]] = None
+        self._active: Callable[[], bool] = lambda: False   # the model has audio now or to come
         self._attached = False
         self.due = float("inf")
         self.check_at = float("inf")
@@ -340,6 +382,7 @@ class UnicastCall:
         loop_port = self._loop.port()
         fs_port = self.channel.start_unicast(self._loop.host, loop_port, self._loop.ports_in_use())
         self._capture, self._playout, self._closed = capture, playout, closed
+        self._active = active or (lambda: False)
         self._fs_port, self._address = fs_port, sockaddr_in(self._loop.host, fs_port)
         now = time.monotonic()
         self.due, self.check_at = self._loop.next_tick(now, self.frame_seconds), now + CHECK_INTERVAL
@@ -367,28 +410,50 @@ class UnicastCall:
                 "callback_ms": round(self.callback_seconds * 1000, 1)}
 
     # the loop's thread ------------------------------------------------------------
-    def _datagram(self, pcm: bytes) -> None:
+    def _datagram(self, got: Tuple[bytes, Optional[float]]) -> None:
         # The park loop sends the channel's frames as they are: another size means the codec
         # changed mid-call. Neither take them nor send ours (they would be partial frames there).
+        pcm, at = got
         self._mismatched = len(pcm) != self.frame_bytes
         if self._mismatched:
             self.frames_mismatched += 1
             return
         self.frames_read += 1
-        self._capture(pcm)
+        if at is None:
+            self._capture(pcm)
+        else:
+            self._capture(pcm, at)
 
     def _serve(self, now: float) -> None:
         start = time.thread_time()
+        sent = False
         try:
             for _ in range(CATCH_UP):
                 self.due += self.frame_seconds   # first: a failing playout must not spin the loop
-                self._frame(now)
+                sent = self._frame(now)
                 if self.due > now:
                     break
         finally:
             if self.due <= now:   # still behind after catching up: restart the clock from now
                 self.due = self._loop.next_tick(now + 1e-6, self.frame_seconds)
+            else:
+                self._toward_grid(sent)
             self.callback_seconds += time.thread_time() - start
+
+    def _toward_grid(self, sent: bool) -> None:
+        """Bring a call that a response moved off the loop's frame grid back onto it: every
+        call on the grid is served in the same wake, and a wake is the loop's largest cost at
+        few calls (a pass costs about the same whether it serves one call or ten). A call
+        with nothing to play moves at once (nothing is heard to stretch); one that plays moves
+        a slot a frame, each frame a quarter frame later than its time (25 ms gaps, at most
+        SLOTS - 1 of them a response), never sooner."""
+        grid = self._loop.next_tick(self.due, self.frame_seconds)
+        if grid - self.due < 1e-6:
+            return
+        if sent or self._active():
+            self.due = min(grid, self.due + self.frame_seconds / SLOTS)
+        else:
+            self.due = grid
 
     def _reschedule(self, now: float) -> None:
         """Bring the next frame forward to the earliest slot at which it keeps a frame time
@@ -401,17 +466,19 @@ class UnicastCall:
         if slot < self.due:
             self.due = slot
 
-    def _frame(self, now: float) -> None:
+    def _frame(self, now: float) -> bool:
+        """Offer the call its next frame; True if one went to the switch."""
         self.gaps.frame(now)
         self.ticks += 1
         pcm = self._playout()
         if pcm is None or self._mismatched:
-            return
+            return False
         if self._loop.send(self._address, self._fs_port, pcm):
             self.frames_written += 1
             self._last_sent = now
-        else:
-            self.send_failures += 1
+            return True
+        self.send_failures += 1
+        return False
 
     def _check(self, now: float) -> None:
         self.check_at = now + CHECK_INTERVAL
