@@ -2,6 +2,7 @@
 playout counter it feeds, end to end against the local server."""
 import socket
 import threading
+import time
 
 import pytest
 import websocket
@@ -155,3 +156,94 @@ def test_a_receiver_held_up_while_the_server_streams_makes_underruns_that_are_th
             assert status["underruns"] >= status["underruns_receiver_behind"]
         finally:
             h.finish()
+
+
+# -- the receivers' turns -------------------------------------------------------------------
+
+def test_a_receiver_gives_its_turn_up_while_it_waits_for_its_socket_and_takes_it_back(pair):
+    ours, theirs = pair
+    ours.settimeout(5.0)
+    turn = threading.Lock()
+    watch = ReceiveWatch(ours, ours.recv)
+    watch.take_turns(turn)
+    got, handled, done = [], threading.Event(), threading.Event()
+
+    def receive():
+        with watch:
+            got.append(watch.read(16384))
+            handled.set()          # "handling" what it read, with the turn
+            done.wait(5)
+
+    reader = threading.Thread(target=receive)
+    reader.start()
+    assert wait_until(lambda: watch.waiting, 2)
+    assert turn.acquire(timeout=2)      # another receiver runs while this one waits
+    turn.release()
+    theirs.sendall(b"event")
+    assert handled.wait(5) and got == [b"event"]
+    assert not turn.acquire(blocking=False)   # held while it handles the event
+    done.set()
+    reader.join(5)
+    assert turn.acquire(blocking=False)   # and given back when it is done
+    turn.release()
+
+
+def test_a_receiver_waiting_for_the_send_lock_to_answer_a_ping_does_not_hold_the_turn():
+    """The uplink can hold the send lock while it waits for room (a server that does not read):
+    the answer to that server's ping must not stop every other call's receiver."""
+    with LocalRealtimeServer(api_key=KEY) as server:
+        ws = open_websocket(build_endpoint(server.url, GA_PATH, "bearer", KEY), {"send_timeout": 2})
+        try:
+            turn = threading.Lock()
+            ws.s2s_watch.take_turns(turn)
+            answered = threading.Event()
+
+            def answer_ping():
+                with ws.s2s_watch:
+                    ws.pong(b"ping")    # as websocket-client does from inside the read
+                    answered.set()
+
+            with ws.lock:               # the uplink's send under way
+                responder = threading.Thread(target=answer_ping)
+                responder.start()
+                assert turn.acquire(timeout=2)   # not held while the pong waits for the lock
+                turn.release()
+                assert not answered.is_set()
+            assert answered.wait(5)
+            responder.join(5)
+        finally:
+            ws.close()
+
+
+def test_no_two_receivers_handle_server_events_at_once():
+    """Each receiver handles its events with the shared turn: a handler that gives the GIL up
+    (here it sleeps) is still the only one running. Without turns the three calls' handlers
+    overlap at once."""
+    with LocalRealtimeServer(api_key=KEY, speed=1.0, reply="tone") as server:
+        sessions, harnesses = [], []
+        running, overlaps, handled = [0], [0], [0]
+        guard = threading.Lock()
+        try:
+            for n in range(3):
+                h, session = _streaming_session(server, f"u-turn-{n}")
+                harnesses.append(h)
+                sessions.append(session)
+                real = session.proto.server_event
+
+                def counted(data, real=real):
+                    with guard:
+                        running[0] += 1
+                        overlaps[0] = max(overlaps[0], running[0])
+                    try:
+                        time.sleep(0.002)
+                        return real(data)
+                    finally:
+                        with guard:
+                            running[0] -= 1
+                            handled[0] += 1
+                session.proto.server_event = counted
+            assert wait_until(lambda: handled[0] >= 60, 10)
+            assert overlaps[0] == 1
+        finally:
+            for h in harnesses:
+                h.finish()

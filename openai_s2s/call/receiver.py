@@ -5,6 +5,7 @@ protocol and carries out what the protocol says.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Any, Optional, Tuple
@@ -18,6 +19,15 @@ from . import events
 
 
 MAX_RECONNECTS = 10   # per call: a server that keeps closing must not be redialled for ever
+
+# Every call's receiver takes this turn to run its Python (parse, protocol, playout, events)
+# and gives it up to wait (transport.ReceiveWatch): at most one receiver queues for the GIL
+# beside the media loop and the pump, however many calls' events arrive at once. The GIL runs
+# one of them at a time anyway, so no work waits longer in all. Measured without a switch
+# (bench/receiver_turns.py, 100 calls, SCHED_FIFO 1, 6 ms of loop work a 20 ms tick): the
+# loop's pass ended by p99 7.2-7.4 ms after its tick with turns, 9.9-11.7 ms without, and the
+# receivers' event-to-playout p99 was 9.2-10.5 ms against 10.6-12.5.
+TURN = threading.Lock()
 
 
 class Receiver:
@@ -85,25 +95,39 @@ class Receiver:
         return session.reconnect_soon(reason)
 
     def _receive(self, ws: websocket.WebSocket) -> Tuple[str, Optional[int]]:
+        watch = getattr(ws, "s2s_watch", None)
+        if watch is None:   # websocket-client without the read hook: no turns
+            turn: Any = contextlib.nullcontext()
+        else:
+            watch.take_turns(TURN)
+            turn = watch
+        while not self.session.stopping and not self.superseded:
+            with turn:
+                ended = self._receive_one(ws)
+            if ended is not None:
+                return ended
+        return "stopped", None
+
+    def _receive_one(self, ws: websocket.WebSocket) -> Optional[Tuple[str, Optional[int]]]:
+        """Read and handle one message; the session's end (reason, close code), or None."""
         session = self.session
         proto = session.proto
-        while not session.stopping and not self.superseded:
-            try:
-                opcode, data = ws.recv_data(control_frame=True)
-            except (websocket.WebSocketTimeoutException, TimeoutError):
-                continue
-            except (websocket.WebSocketConnectionClosedException, OSError) as exc:
-                return proto.end_reason or f"connection lost: {exc or 'closed'}", None
-            except websocket.WebSocketException as exc:   # a frame the RFC does not allow
-                return f"protocol error: {exc}", None
-            self.last_rx = time.monotonic()
-            if opcode == websocket.ABNF.OPCODE_TEXT:
-                self.events_in += 1
-                with session.lock:
-                    actions = proto.server_event(data)
-                session.run(actions)
-            elif opcode == websocket.ABNF.OPCODE_BINARY:
-                session.warn(WARNING, "binary", f"server sent a binary frame ({len(data)} bytes); ignored")
-            elif opcode == websocket.ABNF.OPCODE_CLOSE:
-                return proto.end_reason or "server closed", close_code(data)
-        return "stopped", None
+        try:
+            opcode, data = ws.recv_data(control_frame=True)
+        except (websocket.WebSocketTimeoutException, TimeoutError):
+            return None
+        except (websocket.WebSocketConnectionClosedException, OSError) as exc:
+            return proto.end_reason or f"connection lost: {exc or 'closed'}", None
+        except websocket.WebSocketException as exc:   # a frame the RFC does not allow
+            return f"protocol error: {exc}", None
+        self.last_rx = time.monotonic()
+        if opcode == websocket.ABNF.OPCODE_TEXT:
+            self.events_in += 1
+            with session.lock:
+                actions = proto.server_event(data)
+            session.run(actions)
+        elif opcode == websocket.ABNF.OPCODE_BINARY:
+            session.warn(WARNING, "binary", f"server sent a binary frame ({len(data)} bytes); ignored")
+        elif opcode == websocket.ABNF.OPCODE_CLOSE:
+            return proto.end_reason or "server closed", close_code(data)
+        return None

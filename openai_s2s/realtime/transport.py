@@ -205,7 +205,13 @@ class ReceiveWatch:
     nothing for it. Once bytes have arrived, the time the receiver takes to get the GIL back,
     parse and decode them is the module's: an underrun then happened with the audio already on
     this machine. Busy with another event also counts as the module's, so the count is an upper
-    bound on the module's underruns."""
+    bound on the module's underruns.
+
+    It also keeps the receivers' turns (``take_turns``): a lock that a receiver holds while it
+    parses and handles what it read, and gives up whenever it would wait. With one thread per
+    call, a burst of server events (the service paces every call's audio on one clock) makes
+    dozens of receivers runnable at once, and each queues for the GIL in front of the media
+    loop and the pump; with turns at most one does, the rest wait on the lock."""
 
     def __init__(self, sock: Any, fallback: Callable[[int], bytes]):
         self.sock = sock
@@ -214,6 +220,39 @@ class ReceiveWatch:
         self._poller: Any = None
         self._plain = _RECV is not None and _MSG_DONTWAIT and not isinstance(sock, ssl.SSLSocket)
         self._buf = ctypes.create_string_buffer(READ_AHEAD) if self._plain else None
+        self._turn: Optional[Any] = None   # a lock every receiver shares (take_turns)
+        self._held = False                 # this receiver holds it now
+
+    # -- turns ---------------------------------------------------------------------
+    def take_turns(self, turn: Any) -> None:
+        """Share ``turn`` (a lock) with the other receivers: inside ``with watch:`` this receiver
+        runs its Python only while it holds it, and gives it up whenever it waits (for the
+        socket, a TLS read, or the send lock to answer a ping)."""
+        self._turn = turn
+
+    def __enter__(self) -> "ReceiveWatch":
+        if self._turn is not None:
+            self._turn.acquire()
+            self._held = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._held:
+            self._held = False
+            self._turn.release()
+
+    def without_turn(self, wait: Callable[..., Any]) -> Callable[..., Any]:
+        """``wait`` run with this receiver's turn given up, and taken back after."""
+        def run(*args: Any) -> Any:
+            held = self._held
+            if held:
+                self.__exit__()
+            try:
+                return wait(*args)
+            finally:
+                if held:
+                    self.__enter__()
+        return run
 
     def waiting_on_server(self) -> bool:
         """True if nothing the server sent is on our side yet (or it cannot be told)."""
@@ -229,6 +268,11 @@ class ReceiveWatch:
             data = self._read_now(size)
             if data is not None:
                 return data
+        if self._held:
+            return self.without_turn(self._wait_and_read)(size)
+        return self._wait_and_read(size)
+
+    def _wait_and_read(self, size: int) -> bytes:
         if not self.wait_readable(self.sock.gettimeout()):
             raise websocket.WebSocketTimeoutException("timed out")
         if self._plain:
@@ -290,6 +334,11 @@ def read_ahead(ws: websocket.WebSocket) -> Optional[ReceiveWatch]:
         return None
     watch = ReceiveWatch(sock, recv)
     frames.recv = lambda size: watch.read(max(size, READ_AHEAD))
+    # websocket-client answers a ping from inside the read, under the send lock, which the
+    # uplink may hold while it waits for room: the answer waits without the receiver's turn.
+    pong = getattr(ws, "pong", None)
+    if pong is not None:
+        ws.pong = watch.without_turn(pong)
     return watch
 
 
