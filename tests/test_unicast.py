@@ -465,3 +465,43 @@ def test_a_frame_that_falls_due_while_the_loop_sends_the_uplinks_goes_out_betwee
             first, last = kinds.index("uplink"), len(kinds) - 1 - kinds[::-1].index("uplink")
             served_between.append("serve" in kinds[first:last])
     assert any(served_between), log[:80]
+
+
+def test_a_caller_frame_that_arrives_while_the_loop_sends_the_uplinks_is_taken_before_the_later_groups(loop):
+    """A frame that reaches the socket just after the loop woke must not wait a whole frame time
+    for the next pass when the pass still has uplinks to send: it is taken between two groups."""
+    log = []
+    switch, engine = SwitchSide(), Engine()
+    engine_capture = engine.capture
+
+    def capture(pcm, at=None):
+        log.append(("capture", loop._passes))
+        engine_capture(pcm, at)
+    call = unicast.UnicastCall(switch, loop)
+    call.attach(capture, engine.playout, engine.on_closed)
+    slow = _slow_uplinks(loop, call, 30, log)     # 30 ms of sends a pass, in three groups
+    stop = threading.Event()
+
+    def caller():   # a caller frame every 7 ms: some arrive while a pass sends its uplinks
+        i = 0
+        while not stop.is_set():
+            switch.send(_frame(i))
+            i += 1
+            time.sleep(0.007)
+    feeder = threading.Thread(target=caller)
+    feeder.start()
+    try:
+        assert wait_until(lambda: sum(1 for e in log if e[0] == "uplink") >= 6 * 30)
+    finally:
+        stop.set()
+        feeder.join(5)
+        for member in slow:
+            call.uplink_pump.remove(member)
+        call.detach()
+    taken_between = []
+    for entries in _passes_logged(log).values():
+        kinds = [e[0] for e in entries]
+        if kinds.count("uplink") == 30:
+            first, last = kinds.index("uplink"), len(kinds) - 1 - kinds[::-1].index("uplink")
+            taken_between.append("capture" in kinds[first:last])
+    assert any(taken_between), log[:120]
