@@ -441,6 +441,18 @@ def _passes_logged(log):
     return by_pass
 
 
+def _between_uplinks(log, kind, uplinks):
+    """For each pass that pumped all ``uplinks``: whether a ``kind`` entry came after its first
+    uplink and before its last."""
+    found = []
+    for entries in _passes_logged(log).values():
+        kinds = [e[0] for e in entries]
+        if kinds.count("uplink") == uplinks:
+            first, last = kinds.index("uplink"), len(kinds) - 1 - kinds[::-1].index("uplink")
+            found.append(kind in kinds[first:last])
+    return found
+
+
 def test_a_frame_that_falls_due_while_the_loop_sends_the_uplinks_goes_out_between_them(loop):
     """The uplinks' sends take time at 100 calls: the caller's frames must not wait for all of them."""
     log = []
@@ -458,13 +470,7 @@ def test_a_frame_that_falls_due_while_the_loop_sends_the_uplinks_goes_out_betwee
         call.uplink_pump.remove(member)
     call.detach()
     # in some pass a frame was served after the pass's first uplink and before its last
-    served_between = []
-    for entries in _passes_logged(log).values():
-        kinds = [e[0] for e in entries]
-        if kinds.count("uplink") == 30:
-            first, last = kinds.index("uplink"), len(kinds) - 1 - kinds[::-1].index("uplink")
-            served_between.append("serve" in kinds[first:last])
-    assert any(served_between), log[:80]
+    assert any(_between_uplinks(log, "serve", 30)), log[:80]
 
 
 def test_a_caller_frame_that_arrives_while_the_loop_sends_the_uplinks_is_taken_before_the_later_groups(loop):
@@ -498,10 +504,4 @@ def test_a_caller_frame_that_arrives_while_the_loop_sends_the_uplinks_is_taken_b
         for member in slow:
             call.uplink_pump.remove(member)
         call.detach()
-    taken_between = []
-    for entries in _passes_logged(log).values():
-        kinds = [e[0] for e in entries]
-        if kinds.count("uplink") == 30:
-            first, last = kinds.index("uplink"), len(kinds) - 1 - kinds[::-1].index("uplink")
-            taken_between.append("capture" in kinds[first:last])
-    assert any(taken_between), log[:120]
+    assert any(_between_uplinks(log, "capture", 30)), log[:120]
