@@ -341,6 +341,9 @@ class Sender:
     def pump_failed(self, exc):
         self.failures.append(exc)
 
+    def waiting_since(self):
+        return float("inf")
+
 
 def test_the_loop_is_its_calls_uplink_pump_and_sends_a_frame_in_the_pass_that_took_it(loop):
     """The thread that takes a caller's frame sends it: no other thread, no later pass."""
@@ -427,6 +430,9 @@ def _slow_uplinks(loop, call, count, log):
 
         def pump_failed(self, exc):
             raise AssertionError(exc)
+
+        def waiting_since(self):
+            return float(self.index)   # the first added has waited longest
     slow = [Slow(i) for i in range(count)]
     for member in slow:
         call.uplink_pump.add(member)
@@ -505,3 +511,36 @@ def test_a_caller_frame_that_arrives_while_the_loop_sends_the_uplinks_is_taken_b
             call.uplink_pump.remove(member)
         call.detach()
     assert any(_between_uplinks(log, "capture", 30)), log[:120]
+
+
+def test_the_loop_sends_the_uplinks_whose_audio_has_waited_longest_first(loop):
+    """Where a call falls in the pass is part of its uplink latency: the oldest audio goes first."""
+    order = []
+
+    class Waiting:
+        def __init__(self, since):
+            self.since = since
+
+        def pump(self, now, wait=True):
+            order.append((loop._passes, self.since))
+
+        def pump_failed(self, exc):
+            raise AssertionError(exc)
+
+        def waiting_since(self):
+            return self.since
+    switch, engine = SwitchSide(), Engine()
+    call = _attach(loop, switch, engine)
+    members = [Waiting(since) for since in (7.0, 3.0, float("inf"), 0.0, 5.0, 1.0, 9.0, 2.0, 8.0,
+                                            4.0, 6.0, 10.0, 0.5, float("inf"), 11.0)]
+    for member in members:
+        call.uplink_pump.add(member)
+    assert wait_until(lambda: len(order) >= 3 * len(members))
+    for member in members:
+        call.uplink_pump.remove(member)
+    call.detach()
+    by_pass = {}
+    for number, since in order:
+        by_pass.setdefault(number, []).append(since)
+    whole = [sinces for sinces in by_pass.values() if len(sinces) == len(members)]
+    assert whole and all(sinces == sorted(sinces) for sinces in whole), whole[:2]

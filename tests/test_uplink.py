@@ -23,6 +23,9 @@ class Recorder:
     def pump_failed(self, exc: BaseException) -> None:
         self.failures.append(exc)
 
+    def waiting_since(self) -> float:
+        return float("inf")
+
 
 @pytest.fixture
 def pump():
@@ -270,6 +273,35 @@ def test_the_media_loop_s_pump_never_waits_to_finish_a_half_written_frame():
                          daemon=True).start()
         assert done.wait(5), "the pump waited for the socket"
         assert sender._writer.unfinished is not None and failures == []
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_waiting_since_is_the_capture_time_of_the_oldest_audio_not_yet_sent():
+    from openai_s2s.call.uplink import UplinkSender
+    from openai_s2s.control.config import Settings
+    from openai_s2s.media.formats import BY_NAME
+    options = dict(Settings().values, chunk_ms=60)   # three frames an append
+    ours, theirs = socket.socketpair()
+    try:
+        sender = UplinkSender(8000, 160, options, lambda now: None, lambda exc: None)
+        assert sender.waiting_since() == float("inf")
+        sender.connected(_Ws(ours))
+        sender.start_audio(BY_NAME["pcm"])
+        sender.pump(100.0)                       # takes the format: nothing waits now
+        assert sender.waiting_since() == float("inf")
+        sender.opened_at = 0.0
+        sender.capture(bytes(320), 10.0)
+        sender.capture(bytes(320), 10.02)
+        assert sender.waiting_since() == 10.0    # in the queue
+        sender.pump(10.03)                       # two of three frames: held for the chunk
+        assert sender.appends == 0 and sender.waiting_since() == 10.0
+        sender.capture(bytes(320), 10.04)
+        sender.pump(10.05)                       # the chunk is whole and sent
+        assert sender.appends == 1 and sender.waiting_since() == float("inf")
+        sender.event(b'{"type":"response.create"}')
+        assert sender.waiting_since() == 0.0     # a client event goes at once
     finally:
         ours.close()
         theirs.close()

@@ -36,6 +36,7 @@ _APPEND_HEAD = b'{"type":"input_audio_buffer.append","audio":"'
 MIN_FRAGMENT = 1024   # a fragment carries at least this much (or the rest): fewer, larger frames
 MAX_QUEUED_EVENTS = 256          # client events waiting for the server, apart from the audio bound
 MAX_QUEUED_EVENT_BYTES = 16 << 20
+_NEVER = float("inf")
 Pending = Tuple[bytes, Optional[float], int]   # a frame's payload, capture time of its audio, audio bytes
 
 
@@ -200,6 +201,17 @@ class UplinkSender:
 
     def pump_failed(self, exc: BaseException) -> None:
         self._failed(exc)
+
+    def waiting_since(self) -> float:
+        """When the oldest caller audio not yet sent was captured (a queued client event: 0,
+        nothing: infinity), so that a thread serving many calls can send the oldest first."""
+        if self._raw or self._chunk:
+            return self._chunk_started
+        queue = self.queue
+        if not queue:
+            return _NEVER
+        stamp = queue[0][0]
+        return 0.0 if stamp is None else stamp
 
     def _send_queued(self, ws: websocket.WebSocket, writer: FrameWriter, stale: float) -> None:
         if self.pending is not None and not self._send_pending(ws, writer):
