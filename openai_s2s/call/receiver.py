@@ -21,12 +21,12 @@ from . import events
 MAX_RECONNECTS = 10   # per call: a server that keeps closing must not be redialled for ever
 
 # Every call's receiver takes this turn to run its Python (parse, protocol, playout, events)
-# and gives it up to wait (transport.ReceiveWatch): at most one receiver queues for the GIL
-# beside the media loop and the pump, however many calls' events arrive at once. The GIL runs
-# one of them at a time anyway, so no work waits longer in all. Measured without a switch
-# (bench/receiver_turns.py, 100 calls, SCHED_FIFO 1, 6 ms of loop work a 20 ms tick): the
-# loop's pass ended by p99 7.2-7.4 ms after its tick with turns, 9.9-11.7 ms without, and the
-# receivers' event-to-playout p99 was 9.2-10.5 ms against 10.6-12.5.
+# and gives it up to wait (transport.ReceiveWatch): a burst of server events queues one
+# receiver for the GIL beside the media loop and the pump, not dozens. The GIL runs one of
+# them at a time anyway. Measured in the switch at 100 parked calls, 21 runs with turns and 12
+# without (docs/performance.md, "Receivers taking turns"): the loop's largest frame gap median
+# 27.3 ms against 30.3, the worst call's downlink p99 median 9.3 ms against 12.6, the same CPU
+# within the spread; bridged, the largest gap 31.0-35.7 ms against 34.3-38.7.
 TURN = threading.Lock()
 
 
