@@ -1,4 +1,5 @@
-"""A worker thread that exists only while it has work: the uplink pump and the unicast media loop.
+"""A worker thread that exists only while it has work (the uplink pump and the unicast media
+loop), and a lock taken in turn (the receivers').
 
 Both serve every call from one thread, and neither may leave a thread behind when the last
 call ends (``status`` counts the module's threads, and an idle switch should show none). The
@@ -7,8 +8,9 @@ same lock, starts a new one: none is ever lost between the two.
 """
 from __future__ import annotations
 
+import collections
 import threading
-from typing import Callable, Optional
+from typing import Callable, Deque, Optional
 
 from . import native
 
@@ -44,3 +46,40 @@ class OnDemandThread:
             self._step()
         if self._on_exit is not None:
             self._on_exit()
+
+
+class FairLock:
+    """A lock handed to its waiters in the order they came.
+
+    ``threading.Lock`` lets the thread that releases it take it straight back while a waiter
+    is still waking, so a thread that takes it in a loop can keep it for as long as it has work.
+    The receivers take one of these around each message: a server that floods one call gets
+    one message handled per round, and every other call's receiver its turn in between."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._held = False
+        self._waiters: Deque[threading.Lock] = collections.deque()
+
+    def acquire(self) -> bool:
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return True
+            gate = threading.Lock()
+            gate.acquire()
+            self._waiters.append(gate)
+        gate.acquire()   # released by the holder's release(), which hands the lock over
+        return True
+
+    def release(self) -> None:
+        with self._mutex:
+            if not self._held:
+                raise RuntimeError("release of an unheld FairLock")
+            if self._waiters:
+                self._waiters.popleft().release()   # still held: now by that waiter
+            else:
+                self._held = False
+
+    def locked(self) -> bool:
+        return self._held

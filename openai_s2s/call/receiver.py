@@ -15,6 +15,7 @@ import websocket
 from .. import native
 from ..log import ERR, INFO, WARNING, log
 from ..realtime.transport import ConnectError, close_code, open_websocket
+from ..threads import FairLock
 from . import events
 
 
@@ -27,7 +28,9 @@ MAX_RECONNECTS = 10   # per call: a server that keeps closing must not be redial
 # without (docs/performance.md, "Receivers taking turns"): the loop's largest frame gap median
 # 27.3 ms against 30.3, the worst call's downlink p99 median 9.3 ms against 12.6, the same CPU
 # within the spread; bridged, the largest gap 31.0-35.7 ms against 34.3-38.7.
-TURN = threading.Lock()
+# First come, first served (threads.FairLock): a receiver whose server floods it handles one
+# message and then waits behind the others, never holding the turn for as long as it has work.
+TURN = FairLock()
 
 
 class Receiver:
