@@ -1,7 +1,7 @@
 """openai_s2s benchmark: N concurrent two-way calls in a real FreeSWITCH (not a test).
 
     python3 bench/bench.py --shape parked|agent|bridged --calls 1,25,50,100 --seconds 20 \
-        [--chunk-ms 60] --out bench.json [--compare old.json]
+        [--chunk-ms 40] --out bench.json [--compare old.json]
 
 Starts the local Realtime server (its own process) and a FreeSWITCH from the tests'
 minimal configuration (openai_s2s/tools/testswitch.py), places N loopback calls whose caller leg

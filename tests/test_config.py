@@ -47,7 +47,7 @@ def test_bad_channel_variable_is_a_clear_error(name, value):
 
 def test_unreadable_config_file_falls_back_to_defaults():
     settings = config.Settings.from_xml("<configuration><settings>")
-    assert settings.values["chunk_ms"] == 60 and settings.warnings
+    assert settings.values["chunk_ms"] == 40 and settings.warnings
 
 
 def test_key_from_environment_prefers_the_module_variable():

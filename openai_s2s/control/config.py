@@ -182,11 +182,10 @@ OPTIONS = (
            file_only=True),
     Option("key_over_ws", False, _bool,
            "allow a key over plain ws:// to a host that is not loopback", file_only=True),
-    # 60, as the original C module sends. At 100 calls on 2 cores against 40, alternating: the
-    # worst call's uplink p99 4-6 ms beyond the chunk against 4-9 (up to 23 in busy hours), the
-    # unicast loop 36 against 39 % of a core, the media bug's pump 35-45 against 45-49 %. It
-    # costs 20 ms before the server hears the caller (docs/performance.md, "Choosing chunk-ms")
-    Option("chunk_ms", 60, _bounded(int, 10, 500), "ms of caller audio per input_audio_buffer.append"),
+    # 40: at 100 parked calls on 2 cores, 20 -> 40 took the switch from 126 to 118 % and the local
+    # server from 52 to 42 %; 60 and 100 saved little more (115 %) and cost 20 ms of latency each
+    # (docs/performance.md, "Choosing chunk-ms")
+    Option("chunk_ms", 40, _bounded(int, 10, 500), "ms of caller audio per input_audio_buffer.append"),
     Option("hold_response_create", True, _bool,
            "hold a response.create sent before the first session.updated until it arrives"),
     Option("playout_max_ms", 120000, _bounded(int, 1000, 600000),
