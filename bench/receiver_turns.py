@@ -11,10 +11,15 @@ and the receiver does what the module's receiver does with one: orjson, base64, 
 
 ``--turns`` makes the receivers take a shared lock around their Python work (waiting on their
 sockets without it), so that at most one of them is queued for the GIL beside the loop.
-Reports the loop's lateness after each grid tick (p50, p99, max) and how many wakes were more
-than 20 ms late. Run as root under ``chrt -f 1`` to give every thread the switch's SCHED_FIFO 1.
+``--hub`` reads every call's socket in one thread (epoll) instead of a thread a call: what
+one reader for all the calls' websockets would save in wake-ups. ``--spread`` has the feeder
+send each call's events at the call's own phase of the 100 ms, as a server pacing each reply
+from its own start does, rather than all calls at once.
+Reports the loop's lateness after each grid tick (p50, p99, max), how many wakes were more
+than 20 ms late, and the CPU of the loop and of the rest (the receivers). Run as root under
+``chrt -f 1`` to give every thread the switch's SCHED_FIFO 1.
 
-    python3 bench/receiver_turns.py --calls 100 --seconds 15 [--turns]
+    python3 bench/receiver_turns.py --calls 100 --seconds 15 [--turns | --hub] [--spread]
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import argparse
 import base64
 import json
 import os
+import select
 import socket
 import subprocess
 import struct
@@ -40,23 +46,24 @@ from openai_s2s.media.playout import PlayoutBuffer  # noqa: E402
 
 FEEDER = r"""
 import socket, struct, sys, time
-calls, seconds, path = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+calls, seconds, path, spread = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
 event = open(path, "rb").read()
 socks = []
 for i in range(calls):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.connect(path + ".sock"); socks.append(s)
 start = time.monotonic()
+step = 0.1 / calls if spread else 0.1     # spread: one call a step, each at its own phase
 n = 0
 while time.monotonic() - start < seconds:
-    tick = start + 0.1 * n
+    tick = start + step * n
     delay = tick - time.monotonic()
     if delay > 0:
         time.sleep(delay)
-    t = 0.1 * n
-    for i, s in enumerate(socks):
+    t = step * n
+    for i in ([n % calls] if spread else range(calls)):
         phase = (t + 5.0 * i / calls) % 5.0
         if phase < 2.0:
-            s.sendall(len(event).to_bytes(4, "big") + struct.pack("!d", time.monotonic()) + event)
+            socks[i].sendall(len(event).to_bytes(4, "big") + struct.pack("!d", time.monotonic()) + event)
     n += 1
 for s in socks:
     s.close()
@@ -80,6 +87,18 @@ def recv_exact(sock: socket.socket, n: int) -> bytes:
     return out
 
 
+def handle(sock: socket.socket, head: bytes, decoder: DownlinkDecoder, playout: PlayoutBuffer,
+           delays: List[float]) -> None:
+    """What the module's receiver does with one audio delta."""
+    body = recv_exact(sock, int.from_bytes(head[:4], "big"))
+    event = orjson.loads(body)
+    pcm = decoder.decode(base64.b64decode(event["delta"]))
+    playout.push(("item_x", 0), pcm, time.monotonic())
+    while playout.queued_frames > 50:
+        playout.next_frame()
+    delays.append(time.monotonic() - struct.unpack("!d", head[4:])[0])
+
+
 def receiver(sock: socket.socket, turn: Optional[threading.Lock], stop: threading.Event,
              delays: List[float]) -> None:
     decoder = DownlinkDecoder(BY_NAME["pcm"], 8000)
@@ -90,13 +109,7 @@ def receiver(sock: socket.socket, turn: Optional[threading.Lock], stop: threadin
             if turn is not None:
                 turn.acquire()
             try:
-                body = recv_exact(sock, int.from_bytes(head[:4], "big"))
-                event = orjson.loads(body)
-                pcm = decoder.decode(base64.b64decode(event["delta"]))
-                playout.push(("item_x", 0), pcm, time.monotonic())
-                while playout.queued_frames > 50:
-                    playout.next_frame()
-                delays.append(time.monotonic() - struct.unpack("!d", head[4:])[0])
+                handle(sock, head, decoder, playout, delays)
             finally:
                 if turn is not None:
                     turn.release()
@@ -104,11 +117,31 @@ def receiver(sock: socket.socket, turn: Optional[threading.Lock], stop: threadin
             return
 
 
+def hub(socks: List[socket.socket], stop: threading.Event, delays: List[float]) -> None:
+    """One thread for every call's socket: the feeder writes each message whole, so a readable
+    socket holds at least its header."""
+    poller = select.epoll()
+    calls = {}
+    for sock in socks:
+        poller.register(sock.fileno(), select.EPOLLIN)
+        calls[sock.fileno()] = (sock, DownlinkDecoder(BY_NAME["pcm"], 8000), PlayoutBuffer(8000, 160, 2000))
+    while not stop.is_set():
+        for fd, _ in poller.poll(0.5):
+            sock, decoder, playout = calls[fd]
+            try:
+                handle(sock, recv_exact(sock, 12), decoder, playout, delays)
+            except (EOFError, OSError):
+                poller.unregister(fd)
+    poller.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--turns", action="store_true")
+    parser.add_argument("--hub", action="store_true", help="one thread reads every call's socket")
+    parser.add_argument("--spread", action="store_true", help="each call's events at its own phase")
     parser.add_argument("--switch-interval", type=float, default=0.0005)
     parser.add_argument("--loop-ms", type=float, default=6.0,
                         help="the loop's Python work per tick, in all (the unicast loop's at 100 calls: 6-8 ms)")
@@ -120,16 +153,21 @@ def main() -> None:
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path + ".sock")
     server.listen(args.calls)
-    feeder = subprocess.Popen([sys.executable, "-c", FEEDER, str(args.calls), str(args.seconds), path])
+    feeder = subprocess.Popen([sys.executable, "-c", FEEDER, str(args.calls), str(args.seconds), path,
+                               "1" if args.spread else "0"])
     turn = threading.Lock() if args.turns else None
     stop = threading.Event()
     threads = []
     delays: List[float] = []
-    for _ in range(args.calls):
-        conn, _ = server.accept()
-        t = threading.Thread(target=receiver, args=(conn, turn, stop, delays), daemon=True)
+    conns = [server.accept()[0] for _ in range(args.calls)]
+    if args.hub:
+        threads.append(threading.Thread(target=hub, args=(conns, stop, delays), daemon=True))
+    else:
+        threads.extend(threading.Thread(target=receiver, args=(conn, turn, stop, delays), daemon=True)
+                       for conn in conns)
+    for t in threads:
         t.start()
-        threads.append(t)
+    process_cpu0 = time.process_time()
     encoders = [UplinkEncoder(8000, BY_NAME["pcm"]) for _ in range(args.calls)]
     frame = (np.sin(np.arange(320) * 0.1) * 5000).astype("<i2").tobytes()
     late, done = [], []
@@ -153,13 +191,15 @@ def main() -> None:
             sum(range(50))
         done.append(time.monotonic() - tick)
     loop_cpu = time.thread_time() - cpu0
+    others_cpu = time.process_time() - process_cpu0 - loop_cpu
     stop.set()
     feeder.wait()
     for suffix in ("", ".sock"):
         os.unlink(path + suffix)
     late_ms = np.array(late) * 1000
     done_ms = np.array(done) * 1000
-    print(json.dumps({"calls": args.calls, "turns": args.turns, "ticks": len(late),
+    print(json.dumps({"calls": args.calls, "turns": args.turns, "hub": args.hub, "spread": args.spread,
+                      "ticks": len(late), "events": len(delays),
                       "late_p50_ms": round(float(np.percentile(late_ms, 50)), 2),
                       "late_p99_ms": round(float(np.percentile(late_ms, 99)), 2),
                       "late_max_ms": round(float(late_ms.max()), 2),
@@ -168,7 +208,8 @@ def main() -> None:
                       "pass_end_max_ms": round(float(done_ms.max()), 2),
                       "event_to_played_p50_ms": round(float(np.percentile(delays, 50)) * 1000, 2),
                       "event_to_played_p99_ms": round(float(np.percentile(delays, 99)) * 1000, 2),
-                      "loop_cpu_share": round(loop_cpu / (args.seconds - 0.5), 3)}))
+                      "loop_cpu_share": round(loop_cpu / (args.seconds - 0.5), 3),
+                      "receivers_cpu_share": round(others_cpu / (args.seconds - 0.5), 3)}))
 
 
 if __name__ == "__main__":
