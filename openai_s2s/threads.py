@@ -54,16 +54,32 @@ class FairLock:
     ``threading.Lock`` lets the thread that releases it take it straight back while a waiter
     is still waking, so a thread that takes it in a loop can keep it for as long as it has work.
     The receivers take one of these around each message: a server that floods one call gets
-    one message handled per round, and every other call's receiver its turn in between."""
+    one message handled per round, and every other call's receiver its turn in between.
+    ``pause()`` lets no new holder in until ``resume()`` (the unicast loop, for its pass), and
+    never waits itself; pauses nest."""
 
     def __init__(self) -> None:
         self._mutex = threading.Lock()
         self._held = False
+        self._pauses = 0
         self._waiters: Deque[threading.Lock] = collections.deque()
+
+    def pause(self) -> None:
+        """No new holder until ``resume()``; whoever holds it now keeps it. Never waits."""
+        with self._mutex:
+            self._pauses += 1
+
+    def resume(self) -> None:
+        with self._mutex:
+            if self._pauses:
+                self._pauses -= 1
+            if not self._pauses and not self._held and self._waiters:
+                self._held = True
+                self._waiters.popleft().release()
 
     def acquire(self) -> bool:
         with self._mutex:
-            if not self._held:
+            if not self._held and not self._pauses:
                 self._held = True
                 return True
             gate = threading.Lock()
@@ -76,10 +92,42 @@ class FairLock:
         with self._mutex:
             if not self._held:
                 raise RuntimeError("release of an unheld FairLock")
-            if self._waiters:
+            if self._waiters and not self._pauses:
                 self._waiters.popleft().release()   # still held: now by that waiter
             else:
                 self._held = False
 
     def locked(self) -> bool:
         return self._held
+
+
+class CappedPause:
+    """Pauses a FairLock around a piece of work, for at most ``share`` of each ``window``.
+
+    The unicast loop holds the receivers' turn off for its pass. A loop that falls behind would
+    otherwise run passes back to back and leave the receivers one message a pass: their
+    replies would stall and their pings go unread. Past the share, the work runs without the
+    pause, the receivers taking turns beside it as they do with the media bug's pump."""
+
+    def __init__(self, lock: FairLock, share: float, window: float = 1.0):
+        self.lock = lock
+        self.share = share
+        self.window = window
+        self._window_start = float("-inf")
+        self._paused_for = 0.0
+        self.skipped = 0    # passes run unpaused because the share was spent
+
+    def begin(self, now: float) -> bool:
+        """Pause the lock if this window's share is not spent; True if it did."""
+        if now - self._window_start >= self.window:
+            self._window_start, self._paused_for = now, 0.0
+        if self._paused_for > self.share * self.window:
+            self.skipped += 1
+            return False
+        self.lock.pause()
+        return True
+
+    def end(self, began: float, now: float) -> None:
+        """After a ``begin`` that paused: resume the lock and count the time."""
+        self.lock.resume()
+        self._paused_for += now - began

@@ -30,6 +30,7 @@ MAX_RECONNECTS = 10   # per call: a server that keeps closing must not be redial
 # within the spread; bridged, the largest gap 31.0-35.7 ms against 34.3-38.7.
 # First come, first served (threads.FairLock): a receiver whose server floods it handles one
 # message and then waits behind the others, never holding the turn for as long as it has work.
+# The unicast media loop pauses the turn for each of its passes (switch/unicast.py).
 TURN = FairLock()
 
 

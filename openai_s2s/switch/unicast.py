@@ -33,9 +33,10 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from .. import native
 from ..call.pump import Pumped, pump_all
+from ..call.receiver import TURN
 from ..log import ERR, WARNING, log
 from ..media.meters import GapMeter
-from ..threads import OnDemandThread
+from ..threads import CappedPause, OnDemandThread
 
 LOOPBACK = "127.0.0.1"
 CHECK_INTERVAL = 0.5   # seconds between checks that a call still has its unicast connection
@@ -44,6 +45,7 @@ SLOTS = 4              # phases of the frame grid a call may move to when its au
 IDLE_WAIT = 0.1        # the loop's sleep with no call
 UPLINK_WAIT = 0.02     # the longest sleep while it serves an uplink (housekeeping's tick)
 UPLINK_GROUP = 10      # uplinks pumped between two looks at the frames due
+TURN_SHARE = 0.7       # most of each second the passes may hold the receivers off
 _MAX_DATAGRAM = 8192   # SWITCH_RECOMMENDED_BUFFER_SIZE: the park loop never sends more
 _WAITING_SINCE = operator.methodcaller("waiting_since")
 
@@ -109,6 +111,12 @@ class MediaLoop:
         self._wall_offset = 0.0    # time.time() - time.monotonic(), taken each pass
         self._fd = -1
         self.datagrams_dropped = 0   # from a port no call owns (a deleted session's channel)
+        # The receivers wait for their turn while a pass runs (they take it in turn, each for one
+        # message: call/receiver.py), so that their Python does not share the GIL with the pass
+        # every 0.5 ms and stretch it. The receiver holding the turn when a pass begins finishes
+        # its message. (docs/performance.md, "The receivers held off during the loop's pass")
+        self._turn = CappedPause(TURN, TURN_SHARE)
+        self._turn_warned = float("-inf")
 
     def port(self) -> int:
         """The loop's own port. It never changes once bound: the switch keeps sending a parked
@@ -252,6 +260,19 @@ class MediaLoop:
         if wake > now:
             self._wake.wait(wake - now)
         self._wake.clear()   # before looking at the calls: a start after this sets it again
+        began = time.monotonic()
+        paused = self._turn.begin(began)
+        if not paused and began - self._turn_warned > 60:
+            self._turn_warned = began
+            log(WARNING, f"openai_s2s unicast: the media loop's passes took over {TURN_SHARE:.0%} of a "
+                         "second; the receivers now run beside them (the machine is short of CPU)")
+        try:
+            self._serve_and_pump()
+        finally:
+            if paused:
+                self._turn.end(began, time.monotonic())
+
+    def _serve_and_pump(self) -> None:
         calls = self._calls   # after the sleep: see remove()
         now = time.monotonic()
         self._wall_offset = time.time() - now
