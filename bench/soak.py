@@ -1,7 +1,7 @@
 """Soak: concurrent calls that come and go for a long time, in a real switch, against the local
 Realtime server over a real network path; then what the switch still holds.
 
-    python3 bench/soak.py --calls 50 --minutes 30 --path netns
+    python3 bench/soak.py --calls 50 --minutes 30 --path netns [--media unicast]
 
 Each of ``--calls`` slots loops until the time is up: a loopback call parked with
 send_silence_when_idle, a session to the local server, a session.update, the caller talking
@@ -174,10 +174,12 @@ def snapshot(fs: realswitch.RealSwitch, esl: realswitch.Esl) -> Dict:
 
 class Soak:
     def __init__(self, fs: realswitch.RealSwitch, server_url: str, talk: Path, deadline: float,
-                 min_call: float, max_call: float, sessions: bool = True):
-        """sessions: False for the same calls with no openai_s2s session (``--impl none``)."""
+                 min_call: float, max_call: float, sessions: bool = True, media: str = "bug"):
+        """sessions: False for the same calls with no openai_s2s session (``--impl none``);
+        media: the extension the module's channel is parked in (testswitch.PARK_EXTENSIONS)."""
         self.fs = fs
         self.sessions = sessions
+        self.park = "park" if media == "bug" else "park_unicast"
         self.url = server_url
         self.talk = talk
         self.deadline = deadline
@@ -187,6 +189,7 @@ class Soak:
         self.counts = {"calls": 0, "create_failed": 0, "not_connected": 0, "update_failed": 0,
                        "left_behind": 0}
         self.problems: List[str] = []
+        self.paths: Dict[str, int] = {}   # the media path each connected session took
 
     def api(self, command: str) -> str:
         with self.lock:
@@ -212,6 +215,10 @@ class Soak:
         while time.monotonic() < until and not connected:
             connected = self.status(b).get("state") == "connected"
             time.sleep(0.25)
+        if connected:
+            path = (self.status(b).get("media") or {}).get("path")
+            with self.lock:
+                self.paths[str(path)] = self.paths.get(str(path), 0) + 1
         if not connected:
             self.count("not_connected", f"{b}: {self.status(b).get('state')}")
         elif not self.api(f"uuid_openai_s2s {b} client.event {session_update(FORMAT)}").startswith("+OK"):
@@ -223,7 +230,7 @@ class Soak:
         while time.monotonic() + self.min_call < self.deadline:
             serial += 1
             a = f"soak-{index}-{serial}"
-            reply = self.api(f"originate {{origination_uuid={a},loopback_bowout=false}}loopback/park/default "
+            reply = self.api(f"originate {{origination_uuid={a},loopback_bowout=false}}loopback/{self.park}/default "
                              f"&endless_playback({self.talk})")
             if not reply.startswith("+OK"):
                 self.count("create_failed", f"originate {reply}")
@@ -339,6 +346,9 @@ def main() -> int:
     parser.add_argument("--min-call", type=float, default=20)
     parser.add_argument("--max-call", type=float, default=60)
     parser.add_argument("--path", choices=("netns", "loopback"), default="netns")
+    parser.add_argument("--media", choices=("bug", "unicast"), default="bug",
+                        help="the module's channel parked with send_silence_when_idle (the media "
+                             "bug) or without it (unicast, the unicast loop)")
     parser.add_argument("--impl", choices=("python", "none"), default="python",
                         help="none: the same calls with no openai_s2s session, for the switch's own share")
     parser.add_argument("--out", default="soak.json")
@@ -393,7 +403,7 @@ def main() -> int:
         while "uuid_openai_s2s" not in esl.api("show api uuid_openai_s2s") and time.monotonic() < until:
             time.sleep(0.2)
         result["at_start"] = snapshot(fs, esl)
-        warm = Soak(fs, url, talk, time.monotonic() + 21, 20, 20, sessions)   # the module's imports
+        warm = Soak(fs, url, talk, time.monotonic() + 21, 20, 20, sessions, args.media)   # the module's imports
         warm.slot(0)
         warm.close()
         result["warmup"] = warm.counts
@@ -403,7 +413,7 @@ def main() -> int:
         result["before_idle"] = measure_idle(fs, esl, args.idle_at)
         result["before"] = result["before_idle"][f"+{args.idle_at[-1]:g}s"]
         soak = Soak(fs, url, talk, time.monotonic() + args.minutes * 60, args.min_call, args.max_call,
-                    sessions)
+                    sessions, args.media)
         slots = [threading.Thread(target=soak.slot, args=(i,), daemon=True) for i in range(args.calls)]
         for i, slot in enumerate(slots):
             slot.start()
@@ -423,7 +433,7 @@ def main() -> int:
                                "mean": round(sum(load) / max(1, len(load)), 2)}
         result["after_idle"] = measure_idle(fs, esl, args.idle_at)
         result["after"] = result["after_idle"][f"+{args.idle_at[-1]:g}s"]
-        result["counts"], result["problems"] = soak.counts, soak.problems
+        result["counts"], result["problems"], result["media_paths"] = soak.counts, soak.problems, soak.paths
         log = fs.log_text().splitlines()
         errors = [line for line in log if "[ERR]" in line or "[CRIT]" in line]
         result["err_lines"] = len(errors)
