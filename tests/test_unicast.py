@@ -6,6 +6,7 @@ loopback that sends caller frames the way switch_ivr_park does (one L16 datagram
 receives what the loop sends, the way the switch's unicast thread does. Whether FreeSWITCH
 really behaves so is tests/test_realswitch.py's job.
 """
+import itertools
 import socket
 import threading
 import time
@@ -439,6 +440,27 @@ def _slow_uplinks(loop, call, count, log):
     return slow
 
 
+def _beside_the_passes(call, slow, log, step, pause, uplinks):
+    """Runs ``step`` every ``pause`` seconds on a thread of its own until the loop has logged
+    ``uplinks`` uplink sends; then removes the slow uplinks and detaches the call."""
+    stop = threading.Event()
+
+    def run():
+        while not stop.is_set():
+            step()
+            time.sleep(pause)
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert wait_until(lambda: sum(1 for e in log if e[0] == "uplink") >= uplinks)
+    finally:
+        stop.set()
+        thread.join(5)
+        for member in slow:
+            call.uplink_pump.remove(member)
+        call.detach()
+
+
 def _passes_logged(log):
     """The log by pass: {pass: [entries in order]}."""
     by_pass = {}
@@ -492,24 +514,9 @@ def test_a_caller_frame_that_arrives_while_the_loop_sends_the_uplinks_is_taken_b
     call = unicast.UnicastCall(switch, loop)
     call.attach(capture, engine.playout, engine.on_closed)
     slow = _slow_uplinks(loop, call, 30, log)     # 30 ms of sends a pass, in three groups
-    stop = threading.Event()
-
-    def caller():   # a caller frame every 7 ms: some arrive while a pass sends its uplinks
-        i = 0
-        while not stop.is_set():
-            switch.send(_frame(i))
-            i += 1
-            time.sleep(0.007)
-    feeder = threading.Thread(target=caller)
-    feeder.start()
-    try:
-        assert wait_until(lambda: sum(1 for e in log if e[0] == "uplink") >= 6 * 30)
-    finally:
-        stop.set()
-        feeder.join(5)
-        for member in slow:
-            call.uplink_pump.remove(member)
-        call.detach()
+    frames = itertools.count()
+    # a caller frame every 7 ms: some arrive while a pass sends its uplinks
+    _beside_the_passes(call, slow, log, lambda: switch.send(_frame(next(frames))), 0.007, 6 * 30)
     assert any(_between_uplinks(log, "capture", 30)), log[:120]
 
 
@@ -556,26 +563,13 @@ def test_no_receiver_takes_its_turn_while_a_pass_sends_the_uplinks(loop):
     switch, engine = SwitchSide(), Engine()
     call = _attach(loop, switch, engine)
     slow = _slow_uplinks(loop, call, 10, log)     # 10 ms of sends a pass
-    stop = threading.Event()
-
-    def receiver():   # takes the turn for a short message every 2 ms, as a busy receiver does
-        while not stop.is_set():
-            TURN.acquire()
-            try:
-                log.append(("message", loop._passes))
-            finally:
-                TURN.release()
-            time.sleep(0.002)
-    thread = threading.Thread(target=receiver)
-    thread.start()
-    try:
-        assert wait_until(lambda: sum(1 for e in log if e[0] == "uplink") >= 10 * 10)
-    finally:
-        stop.set()
-        thread.join(5)
-        for member in slow:
-            call.uplink_pump.remove(member)
-        call.detach()
+    def message():   # a receiver's short message, every 2 ms, as a busy receiver has them
+        TURN.acquire()
+        try:
+            log.append(("message", loop._passes))
+        finally:
+            TURN.release()
+    _beside_the_passes(call, slow, log, message, 0.002, 10 * 10)
     between = _between_uplinks(log, "message", 10)
     assert between and not any(between), log[:80]
     assert any(e[0] == "message" for e in log)          # it had its turns: between the passes
